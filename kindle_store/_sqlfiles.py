@@ -1,0 +1,171 @@
+"""Load named queries from sql/*.sql into Query objects; every mistake is reported at load time as file:line.
+
+A file holds queries like this::
+
+    -- name: get_profile(email) :one
+    -- The whole profile of one email, matched case-insensitively; no row if unknown.
+    SELECT ... FROM {schema}.users WHERE lower(email) = lower(:email)
+
+`:param` is a value (sent as a parameter, never pasted), `{schema}` and any other `{ident}` declared in the
+signature are identifiers, composed with `psycopg.sql.Identifier`. Result kinds: `:one` (a row or None),
+`:many` (a list of rows), `:scalar` (the first column of the first row, or None), `:affected` (row count).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from psycopg import Connection, sql
+from psycopg.rows import RowFactory, tuple_row
+
+from .errors import SqlFileError
+
+__all__ = ["Query", "load_file", "load_dir"]
+
+Kind = Literal["one", "many", "scalar", "affected"]
+
+_HEADER = re.compile(r"--\s*name:")
+_SIGNATURE = re.compile(
+    r"--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*\((?P<params>[^)]*)\)\s*:(?P<kind>one|many|scalar|affected)\s*$"
+)
+_VALUE = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_IDENT = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_ARG = re.compile(r"\{?[a-z_][a-z0-9_]*\}?")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One named statement from an SQL file."""
+
+    name: str
+    kind: Kind
+    doc: str
+    params: tuple[str, ...]
+    idents: tuple[str, ...]
+    text: str = field(repr=False)
+    where: str = ""
+    _cache: dict[tuple[tuple[str, str], ...], sql.Composed] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def compose(self, schema: str, **idents: str) -> sql.Composed:
+        """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
+        names = {"schema": schema, **idents}
+        key = tuple(sorted(names.items()))
+        composed = self._cache.get(key)
+        if composed is None:
+            if set(names) != {"schema", *self.idents}:
+                raise TypeError(f"{self.name}: identifiers {sorted(self.idents)} expected, got {sorted(idents)}")
+            parts: list[sql.Composable] = []
+            for i, piece in enumerate(_IDENT.split(self.text)):
+                parts.append(sql.Identifier(names[piece]) if i % 2 else sql.SQL(piece))
+            composed = sql.Composed(parts)
+            self._cache[key] = composed
+        return composed
+
+    def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any],
+               row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
+        missing = set(self.params) - set(params)
+        if missing:
+            raise TypeError(f"{self.name}: missing parameters {sorted(missing)}")
+        cur = conn.cursor(row_factory=row_factory)
+        cur.execute(self.compose(schema, **idents), params)
+        return cur
+
+    def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None,
+            row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
+        """Execute and return what the query's kind promises."""
+        cur = self.cursor(conn, schema, params or {}, row_factory, **idents)
+        if self.kind == "one":
+            return cur.fetchone()
+        if self.kind == "many":
+            return cur.fetchall()
+        if self.kind == "scalar":
+            row = cur.fetchone()
+            return None if row is None else row[0]
+        return cur.rowcount
+
+
+def _parse_signature(line: str, where: str) -> tuple[str, Kind, tuple[str, ...], tuple[str, ...]]:
+    m = _SIGNATURE.match(line.strip())
+    if not m:
+        raise SqlFileError(f"{where}: malformed name line {line.strip()!r}; expected '-- name: f(a, b) :one'")
+    args = [a.strip() for a in m["params"].split(",") if a.strip()]
+    for a in args:
+        if not _ARG.fullmatch(a):
+            raise SqlFileError(f"{where}: bad parameter {a!r} in {m['name']}")
+    params = tuple(a for a in args if not a.startswith("{"))
+    idents = tuple(a[1:-1] for a in args if a.startswith("{"))
+    return m["name"], m["kind"], params, idents  # type: ignore[return-value]
+
+
+def _strip_comment(line: str) -> str:
+    return line.split("--", 1)[0] if "--" in line else line
+
+
+def _build(path: Path, start: int, header: str, body: Sequence[str]) -> Query:
+    where = f"{path.name}:{start}"
+    name, kind, params, idents = _parse_signature(header, where)
+    doc = []
+    i = 0
+    while i < len(body) and body[i].lstrip().startswith("--"):
+        doc.append(body[i].lstrip()[2:].strip())
+        i += 1
+    code = [_strip_comment(x).rstrip() for x in body[i:]]
+    text = "\n".join(x for x in code if x.strip())
+    if not text:
+        raise SqlFileError(f"{where}: query {name} has no SQL")
+    if not doc:
+        raise SqlFileError(f"{where}: query {name} has no doc comment")
+    for lineno, line in enumerate(code, start=start + 1 + i):
+        for used in _VALUE.findall(line):
+            if used not in params:
+                raise SqlFileError(f"{path.name}:{lineno}: parameter :{used} is used but not declared in {name}")
+        for used in _IDENT.findall(line):
+            if used != "schema" and used not in idents:
+                raise SqlFileError(f"{path.name}:{lineno}: identifier {{{used}}} is not declared in {name}")
+    unused = [p for p in params if f":{p}" not in text] + [p for p in idents if f"{{{p}}}" not in text]
+    if unused:
+        raise SqlFileError(f"{where}: {name} declares {unused} but never uses it")
+    # psycopg placeholders: %(name)s; a literal % must be doubled
+    text = _VALUE.sub(lambda m: f"%({m[1]})s", text.replace("%", "%%"))
+    return Query(name, kind, " ".join(doc), params, idents, text, where)
+
+
+def _split(path: Path, lines: Sequence[str]) -> Iterator[tuple[int, str, list[str]]]:
+    start = 0
+    header = ""
+    body: list[str] = []
+    for n, line in enumerate(lines, start=1):
+        if _HEADER.match(line.strip()):
+            if header:
+                yield start, header, body
+            start, header, body = n, line, []
+        elif header:
+            body.append(line)
+        elif line.strip() and not line.lstrip().startswith("--"):
+            raise SqlFileError(f"{path.name}:{n}: SQL before the first '-- name:' line")
+    if header:
+        yield start, header, body
+
+
+def load_file(path: Path) -> dict[str, Query]:
+    """Every query of one file, by name."""
+    queries: dict[str, Query] = {}
+    for start, header, body in _split(path, path.read_text(encoding="utf-8").splitlines()):
+        q = _build(path, start, header, body)
+        if q.name in queries:
+            raise SqlFileError(f"{path.name}:{start}: duplicate query name {q.name} (first at {queries[q.name].where})")
+        queries[q.name] = q
+    if not queries:
+        raise SqlFileError(f"{path.name}:1: no '-- name:' line in the file")
+    return queries
+
+
+def load_dir(directory: Path) -> dict[str, dict[str, Query]]:
+    """Every file of a directory: {file stem: {query name: Query}}."""
+    return {p.stem: load_file(p) for p in sorted(directory.glob("*.sql"))}

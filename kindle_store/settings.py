@@ -1,0 +1,134 @@
+"""Settings from the environment: where the database is, which schema, how the pool behaves."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULT_SCHEMA", "Settings", "check_schema_name", "libpq_url", "mask_url", "truthy"]
+
+DEFAULT_SCHEMA = "kindle_automator"
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def check_schema_name(name: str) -> str:
+    """Return `name` if it is an allowed schema name, else raise ConfigurationError."""
+    if not _SCHEMA_RE.fullmatch(name):
+        raise ConfigurationError(
+            f"KINDLE_SCHEMA={name!r} is not allowed: use ^[a-z_][a-z0-9_]{{0,62}}$ (lower case, digits, _)"
+        )
+    return name
+
+
+def truthy(name: str, value: str | None, default: bool = False) -> bool:
+    """Read a boolean environment variable; anything but a clear yes/no is an error."""
+    if value is None:
+        return default
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={value!r} is not a boolean (use true/false)")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, safe to print or log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def libpq_url(url: str) -> str:
+    """Turn `postgresql+psycopg://` (the spelling yoyo needs) into a URL libpq accepts."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
+    return f"postgresql://{rest}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the library needs to reach its database; `Settings.from_env()` reads it."""
+
+    database_url: str = field(repr=False)
+    schema: str = DEFAULT_SCHEMA
+    min_size: int = 1
+    max_size: int = 10
+    #: seconds to wait for a free connection from the pool
+    timeout: float = 10.0
+    #: server-side `statement_timeout`, milliseconds (0 = none)
+    statement_timeout_ms: int = 30_000
+    #: psycopg's prepare_threshold; None switches prepared statements off (PgBouncer < 1.21)
+    prepare_threshold: int | None = 5
+    application_name: str = "kindle_store"
+
+    def __post_init__(self) -> None:
+        check_schema_name(self.schema)
+        object.__setattr__(self, "database_url", libpq_url(self.database_url))
+        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
+            raise ConfigurationError(f"pool sizes must satisfy 0 <= min ({self.min_size}) <= max ({self.max_size})")
+
+    def __repr__(self) -> str:
+        return f"Settings(database_url={mask_url(self.database_url)!r}, schema={self.schema!r})"
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.database_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read DATABASE_URL, KINDLE_SCHEMA and KINDLE_POOL_* / KINDLE_*_TIMEOUT; refuse to guess a URL."""
+        env = os.environ if env is None else env
+        url = overrides.pop("database_url", None) or env.get("DATABASE_URL")
+        if not url:
+            raise ConfigurationError(
+                "DATABASE_URL is not set: give a postgresql:// URL (or use Store.embedded() for a local server)"
+            )
+        prepare = env.get("KINDLE_PREPARE_THRESHOLD", "5").strip().lower()
+        values: dict[str, object] = {
+            "database_url": url,
+            "schema": env.get("KINDLE_SCHEMA", DEFAULT_SCHEMA),
+            "min_size": _int(env, "KINDLE_POOL_MIN", 1),
+            "max_size": _int(env, "KINDLE_POOL_MAX", 10),
+            "timeout": _float(env, "KINDLE_POOL_TIMEOUT", 10.0),
+            "statement_timeout_ms": _int(env, "KINDLE_STATEMENT_TIMEOUT_MS", 30_000),
+            "prepare_threshold": None if prepare in ("", "off", "none") else _int(env, "KINDLE_PREPARE_THRESHOLD", 5),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,177 @@
+-- Profiles: the users table, its four section tables and user_preferences.
+-- A key whose JSON value no typed column reproduces exactly lives in the row's `extra` (json_put sets or,
+-- given NULL, removes it); every write that changes a profile bumps users.version and updated_at.
+
+-- name: get_profile(email) :one
+-- The whole profile of one email, matched case-insensitively; no row if there is none.
+SELECT * FROM {schema}.profile_rows WHERE lower(email) = lower(:email)
+
+-- name: get_profile_by_id(id) :one
+-- The whole profile with this id; no row if there is none.
+SELECT * FROM {schema}.profile_rows WHERE id = :id
+
+-- name: list_profiles() :many
+-- Every profile, oldest first.
+SELECT * FROM {schema}.profile_rows ORDER BY id
+
+-- name: recent_profiles(limit) :many
+-- The profiles used most recently, newest first; profiles never used are left out.
+SELECT * FROM {schema}.profile_rows
+ WHERE last_used IS NOT NULL
+ ORDER BY last_used DESC, id
+ LIMIT :limit
+
+-- name: lock_profile(email) :scalar
+-- Lock one profile's row until the transaction ends; its id, or no row if there is none.
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) FOR UPDATE
+
+-- name: register_profile(email, avd_name, avd_raw, vnc_instance) :scalar
+-- Create a profile {email, avd_name[, vnc_instance]}, or set those on the existing one; true if created.
+INSERT INTO {schema}.users AS u (email, inner_email, avd_name, vnc_instance, extra)
+VALUES (:email, :email, :avd_name, :vnc_instance, {schema}.json_put('{}', 'avd_name', :avd_raw))
+ON CONFLICT ((lower(email))) DO UPDATE
+   SET avd_name = EXCLUDED.avd_name,
+       vnc_instance = coalesce(EXCLUDED.vnc_instance, u.vnc_instance),
+       extra = {schema}.json_put(
+                   CASE WHEN EXCLUDED.vnc_instance IS NULL THEN u.extra
+                        ELSE {schema}.json_put(u.extra, 'vnc_instance', NULL) END,
+                   'avd_name', :avd_raw),
+       version = u.version + 1,
+       updated_at = now()
+RETURNING xmax = 0
+
+-- name: save_profile_status(email, avd_name, avd_raw, last_used, last_used_date) :scalar
+-- Record that a profile was just used (creating it if needed): email, avd_name, last_used, last_used_date.
+INSERT INTO {schema}.users AS u (email, inner_email, avd_name, last_used, last_used_date, extra)
+VALUES (:email, :email, :avd_name, :last_used, :last_used_date, {schema}.json_put('{}', 'avd_name', :avd_raw))
+ON CONFLICT ((lower(email))) DO UPDATE
+   SET inner_email = EXCLUDED.inner_email,
+       avd_name = EXCLUDED.avd_name,
+       last_used = EXCLUDED.last_used,
+       last_used_date = EXCLUDED.last_used_date,
+       extra = {schema}.json_put({schema}.json_put({schema}.json_put({schema}.json_put(
+                   u.extra, 'email', NULL), 'last_used', NULL), 'last_used_date', NULL), 'avd_name', :avd_raw),
+       version = u.version + 1,
+       updated_at = now()
+RETURNING xmax = 0
+
+-- name: set_user_column(email, key, value, raw, {column}) :scalar
+-- Set one typed column and its override in `extra` (raw NULL: none); the profile's id, or no row.
+UPDATE {schema}.users
+   SET {column} = :value,
+       extra = {schema}.json_put(extra, :key, :raw),
+       version = version + 1,
+       updated_at = now()
+ WHERE lower(email) = lower(:email)
+RETURNING id
+
+-- name: set_user_extra(email, key, raw) :scalar
+-- Set one top-level key that has no column; the profile's id, or no row.
+UPDATE {schema}.users
+   SET extra = {schema}.json_put(extra, :key, :raw),
+       version = version + 1,
+       updated_at = now()
+ WHERE lower(email) = lower(:email)
+RETURNING id
+
+-- name: set_section_column(email, section, key, value, raw, {table}, {column}) :scalar
+-- Set one typed column of a section, creating the section; the profile's id, or no row.
+WITH u AS (
+    UPDATE {schema}.users
+       SET extra = {schema}.json_put(extra, :section, NULL),
+           version = version + 1,
+           updated_at = now()
+     WHERE lower(email) = lower(:email)
+    RETURNING id
+)
+INSERT INTO {schema}.{table} AS t (user_id, {column}, extra)
+SELECT id, :value, {schema}.json_put('{}', :key, :raw) FROM u
+ON CONFLICT (user_id) DO UPDATE
+   SET {column} = EXCLUDED.{column},
+       extra = {schema}.json_put(t.extra, :key, :raw)
+RETURNING user_id
+
+-- name: set_section_extra(email, section, key, raw, {table}) :scalar
+-- Set one key without a column inside a section, creating the section; the profile's id, or no row.
+WITH u AS (
+    UPDATE {schema}.users
+       SET extra = {schema}.json_put(extra, :section, NULL),
+           version = version + 1,
+           updated_at = now()
+     WHERE lower(email) = lower(:email)
+    RETURNING id
+)
+INSERT INTO {schema}.{table} AS t (user_id, extra)
+SELECT id, {schema}.json_put('{}', :key, :raw) FROM u
+ON CONFLICT (user_id) DO UPDATE
+   SET extra = {schema}.json_put(t.extra, :key, :raw)
+RETURNING user_id
+
+-- name: set_preference(email, key, raw) :scalar
+-- Set one preference, creating the preferences object; the profile's id, or no row.
+WITH u AS (
+    UPDATE {schema}.users
+       SET has_preferences = true,
+           extra = {schema}.json_put(extra, 'preferences', NULL),
+           version = version + 1,
+           updated_at = now()
+     WHERE lower(email) = lower(:email)
+    RETURNING id
+)
+INSERT INTO {schema}.user_preferences AS p (user_id, key, value)
+SELECT id, :key, :raw FROM u
+ON CONFLICT (user_id, key) DO UPDATE SET value = EXCLUDED.value
+RETURNING user_id
+
+-- name: update_auth_state(email, authenticated, now) :scalar
+-- Authenticated: auth_date = now and auth_failed_date = null; else auth_failed_date = now. The id, or no row.
+UPDATE {schema}.users
+   SET auth_date = CASE WHEN :authenticated THEN :now ELSE auth_date END,
+       auth_failed_date = CASE WHEN :authenticated THEN NULL ELSE :now END,
+       extra = CASE WHEN :authenticated
+                    THEN {schema}.json_put({schema}.json_put(extra, 'auth_date', NULL), 'auth_failed_date', 'null')
+                    ELSE {schema}.json_put(extra, 'auth_failed_date', NULL) END,
+       version = version + 1,
+       updated_at = now()
+ WHERE lower(email) = lower(:email)
+RETURNING id
+
+-- name: delete_profile(email) :affected
+-- Delete a profile with its sections and preferences (and, by cascade, release its VNC slot).
+DELETE FROM {schema}.users WHERE lower(email) = lower(:email)
+
+-- name: update_user_row(id, row) :affected
+-- Rewrite every data column of a users row from a users-shaped JSON object; bumps version.
+UPDATE {schema}.users AS u
+   SET (inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
+        android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
+        cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
+        created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
+        vnc_instance, has_preferences, extra)
+     = (r.inner_email, r.avd_name, r.timezone, r.last_snapshot, r.kindle_version_name, r.kindle_version_code,
+        r.android_version, r.system_image, r.last_used, r.last_used_date, r.auth_date, r.auth_failed_date,
+        r.cold_storage_date, r.last_snapshot_timestamp, r.was_running_at_restart, r.styles_updated,
+        r.created_from_seed_clone, r.post_boot_randomized, r.needs_device_randomization, r.cold_storage_dry_run,
+        r.vnc_instance, r.has_preferences, coalesce(r.extra, '{}')),
+       version = u.version + 1,
+       updated_at = now()
+  FROM json_populate_record(NULL::{schema}.users, :row) AS r
+ WHERE u.id = :id
+
+-- name: delete_section(user_id, {table}) :affected
+-- Remove one section row of a profile.
+DELETE FROM {schema}.{table} WHERE user_id = :user_id
+
+-- name: insert_section(row, {table}) :affected
+-- Insert one section row from a JSON object keyed by column name (user_id included).
+INSERT INTO {schema}.{table}
+SELECT * FROM json_populate_record(NULL::{schema}.{table}, :row)
+
+-- name: delete_preferences(user_id) :affected
+-- Remove every preference of a profile.
+DELETE FROM {schema}.user_preferences WHERE user_id = :user_id
+
+-- name: insert_preferences(user_id, prefs) :affected
+-- Insert a profile's preferences from one JSON object, each value kept as written.
+INSERT INTO {schema}.user_preferences (user_id, key, value)
+SELECT :user_id, key, value FROM json_each(:prefs)

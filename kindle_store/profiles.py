@@ -107,16 +107,23 @@ class Profiles:
             "last_used": datetime.fromtimestamp(int(now.timestamp()), UTC),
             "last_used_date": now.replace(tzinfo=UTC) if now.tzinfo is None else now}))
 
+    @staticmethod
+    def needs_edit(key: str, section: str | None) -> bool:
+        """True for the structural sets (a whole section, a key of an unknown section): read-modify-write."""
+        if section is None:
+            return key in SECTIONS or key == _PREFERENCES
+        return section not in SECTIONS and section != _PREFERENCES
+
     def set_field(self, conn: Connection[Any], email: str, key: str, value: Any,
                   section: str | None = None) -> bool:
         """profile[section][key] = value (or profile[key] without a section); False for an unknown email."""
         where = f"{email}: {key}" if section is None else f"{email}: {section}.{key}"
         check_value(key, where)
         check_value(value, where)
+        if self.needs_edit(key, section):
+            return self._edit_set(conn, email, key, value, section)
         if section is None:
             spec = Profile.specs().get(key)
-            if key in SECTIONS or key == _PREFERENCES:
-                return self._edit_set(conn, email, key, value, None)
             if spec is not None:
                 column, exact = encode(spec.kind, value, where, strict=False)
                 found = self._one(conn, "set_user_column", {
@@ -133,14 +140,12 @@ class Profiles:
             else:
                 found = self._one(conn, "set_section_extra", {
                     "email": email, "section": section, "key": key, "raw": Json(value)}, table=section)
-        elif section == _PREFERENCES:
-            found = self._one(conn, "set_preference", {"email": email, "key": key, "raw": Json(value)})
         else:
-            return self._edit_set(conn, email, key, value, section)
+            found = self._one(conn, "set_preference", {"email": email, "key": key, "raw": Json(value)})
         return found is not None
 
     def _edit_set(self, conn: Connection[Any], email: str, key: str, value: Any, section: str | None) -> bool:
-        """The structural sets (a whole section, a key of an unknown section) as a locked read-modify-write."""
+        """The structural sets as a locked read-modify-write (inside the caller's transaction)."""
         try:
             with self.edit(conn, email) as doc:
                 if section is None:

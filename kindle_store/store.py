@@ -116,6 +116,17 @@ class Store:
         with self.pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection[Any]]:
+        """A connection where each statement commits by itself: one round trip for a one-statement call."""
+        with self.pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+
     def require_current_schema(self) -> None:
         """Raise SchemaBehind unless the schema has every migration of this package."""
         with self.connection() as conn:

@@ -1,0 +1,68 @@
+# kindle_store tasks. Settings come from .env (pick another with: just --dotenv-path .env.staging <recipe>).
+set dotenv-load := true
+
+python := env_var_or_default("PYTHON", "python")
+
+# list the recipes
+default:
+    @just --list
+
+# install the package with its development tools
+install:
+    {{python}} -m pip install -e '.[dev,bench]'
+
+# the whole test suite against real PostgreSQL (KINDLE_STORE_TEST_DSN, else Docker, else embedded)
+test *ARGS:
+    {{python}} -m pytest {{ARGS}}
+
+# ruff and mypy --strict
+lint:
+    ruff check kindle_store tests bench
+    ruff format --check kindle_store
+    mypy kindle_store
+
+# bring the schema to the newest version
+migrate:
+    kindle-store migrate
+
+# undo the newest migration
+rollback:
+    kindle-store migrate --rollback
+
+# import users.json (default $KINDLE_USERS_JSON, then user_data/users.json)
+import-json PATH="" *FLAGS:
+    kindle-store import-json {{PATH}} {{FLAGS}}
+
+# write users.json from the database (stdout, or -o PATH)
+export-json *ARGS:
+    kindle-store export-json {{ARGS}}
+
+# compare users.json with the database
+verify PATH="":
+    kindle-store verify {{PATH}}
+
+# import / export vnc_instance_map.json
+import-vnc PATH="" *FLAGS:
+    kindle-store import-vnc {{PATH}} {{FLAGS}}
+
+export-vnc *ARGS:
+    kindle-store export-vnc {{ARGS}}
+
+# monitoring and health
+stats *ARGS:
+    kindle-store stats {{ARGS}}
+
+doctor:
+    kindle-store doctor
+
+# pg_dump of the schema to backups/kindle_<schema>_<UTC time>.dump
+db-backup *ARGS:
+    kindle-store backup {{ARGS}}
+
+# restore a dump (add --clean to replace a schema that holds data)
+db-restore FILE *ARGS:
+    kindle-store restore {{FILE}} {{ARGS}}
+
+# the benchmarks, side by side with the alternatives (--quick for a short run)
+bench *ARGS:
+    {{python}} -m bench {{ARGS}}

@@ -1,0 +1,93 @@
+"""Settings and the Store: clear configuration errors, masked secrets, a pool that survives fork()."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from kindle_store.errors import ConfigurationError
+from kindle_store.settings import Settings, mask_url
+from kindle_store.store import Store
+
+
+def test_database_url_unset_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="DATABASE_URL is not set"):
+        Settings.from_env(env={})
+
+
+def test_empty_schema_refused() -> None:
+    with pytest.raises(ConfigurationError, match="KINDLE_SCHEMA=''"):
+        Settings.from_env(env={"DATABASE_URL": "postgresql://u@h/d", "KINDLE_SCHEMA": ""})
+
+
+def test_yoyo_spelling_accepted() -> None:
+    s = Settings.from_env(env={"DATABASE_URL": "postgresql+psycopg://u@h/d"})
+    assert "postgresql://u@h/d" == s.database_url
+
+
+def test_non_postgres_url_refused_with_password_masked() -> None:
+    with pytest.raises(ConfigurationError, match=r"mysql://u:\*\*\*@h/d") as info:
+        Settings.from_env(env={"DATABASE_URL": "mysql://u:s3cret@h/d"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("postgresql://u:s3cret@h:5432/d", "postgresql://u:***@h:5432/d"),
+    ("postgresql://u@h/d", "postgresql://u@h/d"),
+    ("postgresql://u:p%40ss@h/d?sslmode=require", "postgresql://u:***@h/d?sslmode=require"),
+], ids=["password", "no-password", "quoted-password"])
+def test_mask_url(url: str, masked: str) -> None:
+    assert masked == mask_url(url)
+
+
+def test_settings_repr_hides_password() -> None:
+    s = Settings(database_url="postgresql://u:s3cret@h/d")
+    assert "s3cret" not in repr(s) and "s3cret" not in repr(Store(s))
+
+
+@pytest.mark.parametrize(("env", "field", "value"), [
+    ({"KINDLE_POOL_MAX": "3"}, "max_size", 3), ({"KINDLE_POOL_TIMEOUT": "2.5"}, "timeout", 2.5),
+    ({"KINDLE_PREPARE_THRESHOLD": "off"}, "prepare_threshold", None),
+    ({"KINDLE_STATEMENT_TIMEOUT_MS": "100"}, "statement_timeout_ms", 100),
+], ids=["pool-max", "pool-timeout", "prepare-off", "statement-timeout"])
+def test_settings_from_env(env: dict[str, str], field: str, value: Any) -> None:
+    s = Settings.from_env(env={"DATABASE_URL": "postgresql://u@h/d", **env})
+    assert value == getattr(s, field)
+
+
+def test_bad_pool_size_refused() -> None:
+    with pytest.raises(ConfigurationError, match="KINDLE_POOL_MAX='many' is not an integer"):
+        Settings.from_env(env={"DATABASE_URL": "postgresql://u@h/d", "KINDLE_POOL_MAX": "many"})
+
+
+def test_store_is_a_context_manager(settings: Settings) -> None:
+    with Store(settings) as store, store.autocommit() as conn:
+        assert (1,) == conn.execute("SELECT 1").fetchone()
+    assert store._pool is None
+
+
+def test_autocommit_commits_each_statement(settings: Settings, store: Any) -> None:
+    with store.autocommit() as conn:
+        store.profiles.register(conn, "a@x", "avd")
+        assert conn.info.transaction_status.name == "IDLE"
+
+
+def test_fork_gives_the_child_its_own_pool(settings: Settings, store: Any) -> None:
+    with Store(settings) as mine:
+        with mine.autocommit() as conn:
+            mine.profiles.register(conn, "parent@x", "avd")
+        pid = os.fork()
+        if pid == 0:  # the child: must not touch the parent's connections
+            code = 1
+            try:
+                with mine.autocommit() as conn:
+                    mine.profiles.register(conn, "child@x", "avd")
+                    code = 0 if mine.profiles.get(conn, "parent@x") is not None else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        with mine.autocommit() as conn:  # the parent's pool still works: no protocol error
+            assert (0, ["child@x", "parent@x"]) == (
+                os.waitstatus_to_exitcode(status), sorted(p.email for p in mine.profiles.all(conn)))

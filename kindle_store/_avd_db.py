@@ -1,9 +1,14 @@
-"""AVDProfileManager on PostgreSQL: a thin layer over the profile repository, one round trip per plain call."""
+"""AVDProfileManager on PostgreSQL: a thin layer over the profile repository, one round trip per plain call.
+
+Every call goes through Store.call: a statement the server rolled back (deadlock, serialization failure) is
+retried; after a lost connection only the idempotent calls (reads, plain sets, status stamps) are retried.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from .avd import AVDProfileManager
@@ -30,39 +35,41 @@ class DbProfileManager(AVDProfileManager):
         self.store.close()
 
     def get_profile_for_email(self, email: str) -> dict[str, Any] | None:
-        with self.store.autocommit() as conn:
-            p = self.profiles.get(conn, email)
+        p = self.store.call(lambda c: self.profiles.get(c, email), idempotent=True)
         return None if p is None else p.to_dict()
 
     def get_all_profiles(self) -> dict[str, dict[str, Any]]:
-        with self.store.autocommit() as conn:
-            return {p.email: p.to_dict() for p in self.profiles.all(conn)}
+        return {p.email: p.to_dict() for p in self.store.call(self.profiles.all, idempotent=True)}
 
     def get_recently_used_profiles(self, limit: int = 10) -> list[dict[str, Any]]:
-        with self.store.autocommit() as conn:
-            return [p.to_dict() for p in self.profiles.recent(conn, limit)]
+        found = self.store.call(lambda c: self.profiles.recent(c, limit), idempotent=True)
+        return [p.to_dict() for p in found]
 
     def register_profile(self, email: str, avd_name: str, vnc_instance: int | None = None) -> bool:
-        with self.store.autocommit() as conn:
-            return self.profiles.register(conn, email, avd_name, vnc_instance)
+        # not idempotent: a retry after a lost commit would answer "existed" for a profile it just created
+        return self.store.call(lambda c: self.profiles.register(c, email, avd_name, vnc_instance),
+                               idempotent=False)
 
     def set_user_field(self, email: str, field: str, value: Any, section: str | None = None) -> bool:
-        with self.store.autocommit() as conn:
-            if self.profiles.needs_edit(field, section):
-                with conn.transaction():
-                    return self.profiles.set_field(conn, email, field, value, section)
-            return self.profiles.set_field(conn, email, field, value, section)
+        return self.store.call(lambda c: self.profiles.set_field(c, email, field, value, section),
+                               idempotent=True, transaction=self.profiles.needs_edit(field, section))
 
     def update_auth_state(self, email: str, authenticated: bool) -> bool:
-        with self.store.autocommit() as conn:
-            return self.profiles.update_auth_state(conn, email, authenticated)
+        now = datetime.now()  # fixed before the call, so a retry writes the same stamp
+        return self.store.call(lambda c: self.profiles.update_auth_state(c, email, authenticated, now),
+                               idempotent=True)
 
     def save_profile_status(self, email: str, avd_name: str) -> bool:
-        with self.store.autocommit() as conn:
-            self.profiles.save_status(conn, email, avd_name)
+        now = datetime.now()
+        self.store.call(lambda c: self.profiles.save_status(c, email, avd_name, now), idempotent=True)
         return True
 
     @contextmanager
     def edit_profile(self, email: str) -> Iterator[dict[str, Any]]:
-        with self.store.connection() as conn, self.profiles.edit(conn, email) as doc:
+        # Taking the lock and reading is retried like any read; once the block has run it cannot be re-run,
+        # so a failure while writing back propagates (nothing of the block is then committed).
+        doc, stack = self.store.enter(
+            lambda st: st.enter_context(self.profiles.edit(st.enter_context(self.store.connection()), email)),
+            idempotent=True)
+        with stack:
             yield doc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ConnectionLost",
+    "PoolTimeout",
     "InvalidProfile",
     "InvalidUsersFile",
     "InvalidVncFile",
@@ -47,3 +49,11 @@ class InvalidUsersFile(InvalidProfile):
 
 class InvalidVncFile(KindleStoreError, ValueError):
     """A vnc_instance_map.json document breaks the data contract."""
+
+
+class ConnectionLost(KindleStoreError):
+    """The connection broke mid-call; the call may or may not have been applied. Safe to call again."""
+
+
+class PoolTimeout(KindleStoreError):
+    """No pooled connection became free in time (KINDLE_POOL_TIMEOUT); the database is overloaded or down."""

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
-from psycopg import Connection
+import psycopg_pool
+from psycopg import Connection, OperationalError
+from psycopg.errors import DeadlockDetected, SerializationFailure, TransactionRollback
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
+
+from .errors import ConnectionLost, PoolTimeout
 
 from .migrate import require_current
 from .profiles import Profiles
 from .settings import Settings, mask_url
 
-__all__ = ["Store"]
+__all__ = ["RETRY_ATTEMPTS", "Store"]
+
+T = TypeVar("T")
+#: how often a statement the server rolled back (deadlock, serialization failure) is tried in all
+RETRY_ATTEMPTS = 5
+#: SQLSTATE class 40: the server rolled the statement back, nothing of it was committed
+ROLLED_BACK = (TransactionRollback, SerializationFailure, DeadlockDetected)
 
 logger = logging.getLogger("kindle_store")
 
@@ -111,21 +122,79 @@ class Store:
         return self._pool
 
     @contextmanager
+    def _checkout(self) -> Iterator[Connection[Any]]:
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except psycopg_pool.PoolTimeout as e:
+            raise PoolTimeout(
+                f"no free connection within {self.settings.timeout:g} s (KINDLE_POOL_TIMEOUT; pool max "
+                f"{self.settings.max_size}, KINDLE_POOL_MAX) on {mask_url(self.settings.database_url)}") from e
+        try:
+            yield conn
+        except BaseException as e:
+            if not cm.__exit__(type(e), e, e.__traceback__):
+                raise
+        else:
+            cm.__exit__(None, None, None)
+
+    @contextmanager
     def connection(self) -> Iterator[Connection[Any]]:
         """A connection in a transaction: committed when the block ends, rolled back if it raises."""
-        with self.pool.connection() as conn:
+        with self._checkout() as conn:
             yield conn
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection[Any]]:
         """A connection where each statement commits by itself: one round trip for a one-statement call."""
-        with self.pool.connection() as conn:
+        with self._checkout() as conn:
             conn.autocommit = True
             try:
                 yield conn
             finally:
                 if not conn.closed:
                     conn.autocommit = False
+
+    def call(self, fn: Callable[[Connection[Any]], T], *, idempotent: bool, transaction: bool = False) -> T:
+        """fn(conn) on an autocommit connection (or in one transaction), retried when that is safe.
+
+        A statement the server rolled back (deadlock, serialization failure) is run again, with backoff, up to
+        RETRY_ATTEMPTS times: nothing of it was committed. After a lost connection the outcome is unknown, so
+        only an `idempotent` call is run once more, on a fresh connection; otherwise ConnectionLost is raised.
+        """
+        def once(_: ExitStack) -> T:
+            with self.connection() if transaction else self.autocommit() as conn:
+                return fn(conn)
+
+        return self.enter(once, idempotent=idempotent)[0]
+
+    def enter(self, opener: Callable[[ExitStack], T], *, idempotent: bool) -> tuple[T, ExitStack]:
+        """Run `opener` with a fresh ExitStack under call()'s retry rules; the caller closes the stack."""
+        delay = 0.005
+        lost_retry = idempotent
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            stack = ExitStack()
+            try:
+                return opener(stack), stack
+            except ROLLED_BACK:
+                stack.close()
+                if attempt == RETRY_ATTEMPTS:
+                    raise
+                logger.info("statement rolled back by the server (attempt %d), retrying", attempt)
+            except OperationalError as e:
+                stack.close()
+                if not lost_retry:
+                    raise ConnectionLost(f"connection to {mask_url(self.settings.database_url)} lost: "
+                                         f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from e
+                lost_retry = False
+                logger.info("connection lost, retrying once on a fresh connection")
+                self.pool.check()  # drop every broken idle connection before trying again
+            except BaseException:
+                stack.close()
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay *= 2
+        raise AssertionError("unreachable")
 
     def require_current_schema(self) -> None:
         """Raise SchemaBehind unless the schema has every migration of this package."""

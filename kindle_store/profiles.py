@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from psycopg import Connection
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Json
 
 from .errors import InvalidProfile, ProfileNotFound
@@ -54,7 +54,7 @@ class Profiles:
         self.schema = schema
 
     def _one(self, conn: Connection[Any], name: str, params: dict[str, Any], **idents: str) -> Any:
-        return Q[name].run(conn, self.schema, params, **idents)
+        return Q[name].run(conn, self.schema, params, row_factory=tuple_row, **idents)
 
     def _profiles(self, conn: Connection[Any], name: str, params: dict[str, Any]) -> list[Profile]:
         rows = Q[name].run(conn, self.schema, params, row_factory=dict_row)

@@ -20,7 +20,6 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from .errors import ConnectionLost, PoolTimeout
-
 from .migrate import require_current
 from .profiles import Profiles
 from .settings import Settings, mask_url

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from _servers import server_url
 from psycopg import sql
 
-from _servers import server_url
 from kindle_store.migrate import migrate
 from kindle_store.settings import Settings, libpq_url
 from kindle_store.store import Store

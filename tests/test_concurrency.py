@@ -6,8 +6,8 @@ import multiprocessing
 from typing import Any
 
 import pytest
-
 from _workers import hammer_repository, repository_process, run_threads
+
 from kindle_store.settings import Settings
 from kindle_store.store import Store
 

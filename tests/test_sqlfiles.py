@@ -23,7 +23,8 @@ def write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("text", "message"), [
     ("-- name: f(a) :one\n-- doc\nSELECT :a\n-- name: f() :one\n-- doc\nSELECT 1\n",
      r"broken.sql:4: duplicate query name f \(first at broken.sql:1\)"),
-    ("-- name: f(a) :one\n-- doc\nSELECT :a,\n       :b\n", r"broken.sql:4: parameter :b is used but not declared in f"),
+    ("-- name: f(a) :one\n-- doc\nSELECT :a,\n       :b\n",
+     r"broken.sql:4: parameter :b is used but not declared in f"),
     ("-- name: f :one\n-- doc\nSELECT 1\n", r"broken.sql:1: malformed name line"),
     ("-- name: f() :all\n-- doc\nSELECT 1\n", r"broken.sql:1: malformed name line"),
     ("SELECT 1\n-- name: f() :one\n-- doc\nSELECT 1\n", r"broken.sql:1: SQL before the first '-- name:' line"),
@@ -48,7 +49,8 @@ def test_loader_turns_names_into_placeholders(tmp_path: Path) -> None:
 SAMPLE: dict[str, Any] = {
     "email": "sample@x", "key": "k", "value": None, "raw": Json(1), "avd_name": "a", "avd_raw": None,
     "vnc_instance": None, "last_used": None, "last_used_date": None, "id": 1, "user_id": 1, "limit": 5,
-    "row": Json({"user_id": 1, "extra": {}, "has_preferences": False}), "prefs": Json({}), "section": "reading_settings", "authenticated": True,
+    "row": Json({"user_id": 1, "extra": {}, "has_preferences": False}), "prefs": Json({}),
+    "section": "reading_settings", "authenticated": True,
     "now": None,
 }
 IDENTS: dict[str, dict[str, str]] = {

@@ -223,6 +223,7 @@ class Section(_Row):
     def from_dict(cls, doc: dict[str, Any], where: str, strict: bool = True) -> Section:
         row = cls()
         for key, value in doc.items():
+            check_value(key, f"{where}: key {str(key)[:40]!r}")
             if not row.set_key(key, value, f"{where}.{key}", strict):
                 check_value(value, f"{where}.{key}")
                 row.extra[key] = value
@@ -352,6 +353,7 @@ class Profile(_Row):
             raise InvalidProfile(f"{email}: a profile must be an object, got {_type_name(doc)}")
         p = cls(email=email)
         for key, value in doc.items():
+            check_value(key, f"{email}: key {str(key)[:40]!r}")
             p.set_key(key, value, f"{email}: {key}", strict)
         return p
 

@@ -119,6 +119,8 @@ class Profiles:
         """profile[section][key] = value (or profile[key] without a section); False for an unknown email."""
         where = f"{email}: {key}" if section is None else f"{email}: {section}.{key}"
         check_value(key, where)
+        if section is not None:
+            check_value(section, where)
         check_value(value, where)
         if self.needs_edit(key, section):
             return self._edit_set(conn, email, key, value, section)

@@ -41,11 +41,12 @@ ON CONFLICT ((lower(email))) DO UPDATE
 RETURNING xmax = 0
 
 -- name: save_profile_status(email, avd_name, avd_raw, last_used, last_used_date) :scalar
--- Record that a profile was just used (creating it if needed): email, avd_name, last_used, last_used_date.
+-- Record that a profile was just used (creating it if needed): email (the stored spelling), avd_name,
+-- last_used, last_used_date.
 INSERT INTO {schema}.users AS u (email, inner_email, avd_name, last_used, last_used_date, extra)
 VALUES (:email, :email, :avd_name, :last_used, :last_used_date, {schema}.json_put('{}', 'avd_name', :avd_raw))
 ON CONFLICT ((lower(email))) DO UPDATE
-   SET inner_email = EXCLUDED.inner_email,
+   SET inner_email = u.email,
        avd_name = EXCLUDED.avd_name,
        last_used = EXCLUDED.last_used,
        last_used_date = EXCLUDED.last_used_date,

@@ -1,0 +1,79 @@
+"""Rules both backends share: what a profile may store, how emails match, how "now" is written."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidProfile
+
+__all__ = ["check_storable", "check_user_field", "email_key", "now_iso", "now_seconds"]
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes; jsonb would keep more, the JSON file cannot
+_MAX_DEPTH = 128  # orjson refuses much deeper documents; this also stops a value that contains itself
+
+
+def _check_str(s: str, where: str, what: str) -> None:
+    if "\x00" in s:
+        raise InvalidProfile(f"cannot store {where}: {what} contains a NUL character")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidProfile(f"cannot store {where}: {what} contains a lone surrogate") from None
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Raise InvalidProfile (a ValueError) naming `where` and the path inside unless `value` is exact JSON."""
+    # Exact types only: a tuple, an IntEnum or a str subclass would not come back as what was stored.
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        v, path, depth = stack.pop()
+        at, t = f"{where}{path}", type(v)
+        if depth > _MAX_DEPTH:
+            raise InvalidProfile(f"cannot store {where}: nested more than {_MAX_DEPTH} levels deep")
+        if v is None or t is bool:
+            continue
+        if t is str:
+            _check_str(v, at, "a string")
+        elif t is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                raise InvalidProfile(f"cannot store {at}: integer {v} is outside the 64-bit range")
+        elif t is float:
+            if not math.isfinite(v):
+                raise InvalidProfile(f"cannot store {at}: {v} is not a JSON number")
+        elif t is dict:
+            for k, item in v.items():
+                if type(k) is not str:
+                    raise InvalidProfile(f"cannot store {at}: key {k!r} is not a string")
+                _check_str(k, at, f"key {k!r}")
+                stack.append((item, f"{path}[{k!r}]", depth + 1))
+        elif t is list:
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
+        else:
+            raise InvalidProfile(f"cannot store {at}: {t.__name__} is not a JSON type")
+
+
+def check_user_field(field: str, value: Any, section: str | None = None) -> None:
+    """Raise InvalidProfile naming the field unless `field`, `section` and `value` can all be stored."""
+    where = f"field {field!r}" if section is None else f"field {field!r} in section {section!r}"
+    check_storable(field, f"{where} (its name)")
+    if section is not None:
+        check_storable(section, f"{where} (the section name)")
+    check_storable(value, where)
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive form emails are matched by (the stored spelling is kept as given)."""
+    return email.lower()
+
+
+def now_iso() -> str:
+    """Now as the old app wrote it: `datetime.now().isoformat()`, local clock, naive."""
+    return datetime.now().isoformat()
+
+
+def now_seconds() -> int:
+    """Now as whole Unix seconds, the way `last_used` is written."""
+    return int(time.time())

@@ -1,0 +1,123 @@
+"""The JSON backend of VNCInstanceManager: vnc_instance_map.json (and users.json for restart flags)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._avd_json import find_email
+from ._values import check_storable, email_key
+from .errors import InvalidUsersFile, InvalidVncFile
+from .jsonfile import LockedJsonFile
+from .vnc_manager import Instance, VNCInstanceManager, new_instance
+
+__all__ = ["JsonVncManager"]
+
+
+def _empty_map() -> dict[str, Any]:
+    return {"instances": [], "version": 1}
+
+
+class JsonVncManager(VNCInstanceManager):
+    """Slots in vnc_instance_map.json; every read-modify-write holds the file's exclusive lock."""
+
+    def __init__(self, map_path: str | os.PathLike[str], users_path: str | os.PathLike[str]) -> None:
+        self.map = LockedJsonFile(map_path, default=_empty_map, error=InvalidVncFile)
+        self.users = LockedJsonFile(users_path, error=InvalidUsersFile)
+
+    def __repr__(self) -> str:
+        return f"JsonVncManager({str(self.map.path)!r}, {str(self.users.path)!r})"
+
+    def _instances(self, doc: Any) -> list[Instance]:
+        insts = doc.get("instances") if isinstance(doc, dict) else None
+        if not isinstance(insts, list) or not all(isinstance(i, dict) for i in insts):
+            raise InvalidVncFile(f"{self.map.path}: expected {{\"instances\": [objects...], \"version\": 1}}")
+        return insts
+
+    @staticmethod
+    def _held_by(insts: list[Instance], email: str) -> list[Instance]:
+        want = email_key(email)
+        return [i for i in insts if isinstance(p := i.get("assigned_profile"), str) and email_key(p) == want]
+
+    def assign_instance_to_profile(self, email: str, instance_id: int | None = None) -> Instance | None:
+        """The email's instance; else `instance_id` if free (else None); else the lowest free or a new one."""
+        check_storable(email, "email")
+        with self.map.update() as doc:
+            insts = self._instances(doc)
+            mine = self._held_by(insts, email)
+            if mine:
+                return mine[0]
+            if instance_id is not None:
+                inst = next((i for i in insts if i.get("id") == instance_id), None)
+                if inst is None or inst.get("assigned_profile"):
+                    return None
+            else:
+                free = [i for i in insts if not i.get("assigned_profile")]
+                if free:
+                    inst = min(free, key=lambda i: i["id"])
+                else:
+                    inst = new_instance(max((i["id"] for i in insts), default=0) + 1)
+                    insts.append(inst)
+            inst["assigned_profile"] = email
+            return inst
+
+    def release_instance_from_profile(self, email: str) -> bool:
+        """Clear the email's assignment, emulator id and Appium state; False if it holds no instance."""
+        with self.map.update() as doc:
+            mine = self._held_by(self._instances(doc), email)
+            for inst in mine:
+                inst.update(assigned_profile=None, emulator_id=None, appium_pid=None, appium_running=False)
+            return bool(mine)
+
+    def get_instance_for_profile(self, email: str) -> Instance | None:
+        """The instance assigned to the email; None if there is none."""
+        mine = self._held_by(self._instances(self.map.read()), email)
+        return mine[0] if mine else None
+
+    def set_emulator_id(self, email: str, emulator_id: str | None) -> bool:
+        """Set the emulator id of the email's instance; False if it holds no instance."""
+        check_storable(emulator_id, "emulator_id")
+        with self.map.update() as doc:
+            mine = self._held_by(self._instances(doc), email)
+            for inst in mine:
+                inst["emulator_id"] = emulator_id
+            return bool(mine)
+
+    def get_all_instances(self) -> list[Instance]:
+        """Every instance, by id; [] if there are none."""
+        return sorted(self._instances(self.map.read()), key=lambda i: i["id"])
+
+    def reset_appium_states_on_startup(self) -> None:
+        """Set appium_pid to None and appium_running to False on every instance."""
+        with self.map.update() as doc:
+            for inst in self._instances(doc):
+                inst.update(appium_pid=None, appium_running=False)
+
+    def _profiles(self, doc: Any) -> dict[str, Any]:
+        if not isinstance(doc, dict):
+            raise InvalidUsersFile(f"{self.users.path}: the document is not an object keyed by email")
+        return doc
+
+    def mark_running_for_deployment(self, email: str, should_restart: bool = True) -> bool:
+        """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
+        with self.users.update() as doc:
+            key = find_email(self._profiles(doc), email)
+            if key is None or not isinstance(doc[key], dict):
+                return False
+            doc[key]["was_running_at_restart"] = True if should_restart else None
+            return True
+
+    def get_running_at_restart(self) -> list[str]:
+        """The stored emails of the profiles whose was_running_at_restart is true."""
+        profiles = self._profiles(self.users.read())
+        return [k for k, p in profiles.items() if isinstance(p, dict) and p.get("was_running_at_restart")]
+
+    def clear_running_at_restart_flags(self) -> None:
+        """Set was_running_at_restart to null wherever it is set."""
+        with self.users.update() as doc:
+            for p in self._profiles(doc).values():
+                if isinstance(p, dict) and p.get("was_running_at_restart"):
+                    p["was_running_at_restart"] = None
+
+    def close(self) -> None:
+        """Nothing to release: no file stays open between calls."""

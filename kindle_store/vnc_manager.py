@@ -1,0 +1,186 @@
+"""The application-facing VNC slot manager: one abstract API, a JSON and a PostgreSQL backend."""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from .settings import truthy
+
+__all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "new_instance", "ports_for"]
+
+Instance = dict[str, Any]
+"""One entry of vnc_instance_map.json's `instances` list."""
+
+INSTANCE_KEYS = (
+    "id",
+    "display",
+    "vnc_port",
+    "appium_port",
+    "emulator_port",
+    "emulator_id",
+    "assigned_profile",
+    "appium_pid",
+    "appium_running",
+    "appium_last_health_check",
+    "appium_system_port",
+    "appium_chromedriver_port",
+    "appium_mjpeg_server_port",
+)
+"""The keys of an instance dict, in the order the file writes them."""
+
+
+def ports_for(n: int) -> dict[str, int]:
+    """The X display and every port of instance `n` (the one place the formula lives)."""
+    return {
+        "display": n,
+        "vnc_port": 5900 + n,
+        "appium_port": 4723 + n,
+        "emulator_port": 5554 + 2 * (n - 1),
+        "appium_system_port": 8200 + n,
+        "appium_chromedriver_port": 9515 + n,
+        "appium_mjpeg_server_port": 7810 + n,
+    }
+
+
+def new_instance(n: int, assigned_profile: str | None = None) -> Instance:
+    """A fresh instance `n` with its ports, no emulator and Appium stopped."""
+    fields: Instance = {
+        "id": n,
+        **ports_for(n),
+        "emulator_id": None,
+        "assigned_profile": assigned_profile,
+        "appium_pid": None,
+        "appium_running": False,
+        "appium_last_health_check": None,
+    }
+    return {k: fields[k] for k in INSTANCE_KEYS}
+
+
+class VNCInstanceManager(ABC):
+    """VNC/emulator slots assigned to emails (matched case-insensitively); backends implement the core."""
+
+    _instance: ClassVar[VNCInstanceManager | None] = None
+    _instance_pid: ClassVar[int] = 0
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def get_instance(cls) -> VNCInstanceManager:
+        """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON files."""
+        with VNCInstanceManager._instance_lock:
+            pid = os.getpid()
+            # After fork the parent's manager (and its pool) belongs to the parent: build a new one.
+            if VNCInstanceManager._instance is None or VNCInstanceManager._instance_pid != pid:
+                VNCInstanceManager._instance = _from_env()
+                VNCInstanceManager._instance_pid = pid
+            return VNCInstanceManager._instance
+
+    @classmethod
+    def reset_instance(cls) -> None:
+        """Close and forget the process-wide manager (tests, or after changing the environment)."""
+        with VNCInstanceManager._instance_lock:
+            inst, VNCInstanceManager._instance = VNCInstanceManager._instance, None
+            if inst is not None and VNCInstanceManager._instance_pid == os.getpid():
+                inst.close()
+
+    # -- the abstract core -------------------------------------------------------------------------
+
+    @abstractmethod
+    def assign_instance_to_profile(self, email: str, instance_id: int | None = None) -> Instance | None:
+        """The email's instance; else `instance_id` if free (else None); else the lowest free or a new one."""
+
+    @abstractmethod
+    def release_instance_from_profile(self, email: str) -> bool:
+        """Clear the email's assignment, emulator id and Appium state; False if it holds no instance."""
+
+    @abstractmethod
+    def get_instance_for_profile(self, email: str) -> Instance | None:
+        """The instance assigned to the email; None if there is none."""
+
+    @abstractmethod
+    def set_emulator_id(self, email: str, emulator_id: str | None) -> bool:
+        """Set the emulator id of the email's instance; False if it holds no instance."""
+
+    @abstractmethod
+    def get_all_instances(self) -> list[Instance]:
+        """Every instance, by id; [] if there are none."""
+
+    @abstractmethod
+    def reset_appium_states_on_startup(self) -> None:
+        """Set appium_pid to None and appium_running to False on every instance."""
+
+    @abstractmethod
+    def mark_running_for_deployment(self, email: str, should_restart: bool = True) -> bool:
+        """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
+
+    @abstractmethod
+    def get_running_at_restart(self) -> list[str]:
+        """The stored emails of the profiles whose was_running_at_restart is true."""
+
+    @abstractmethod
+    def clear_running_at_restart_flags(self) -> None:
+        """Set was_running_at_restart to null wherever it is set."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the manager holds (a pool, for the database); idempotent."""
+
+    # -- derived, the same for every backend -------------------------------------------------------
+
+    def get_assigned_instances(self) -> list[Instance]:
+        """The instances assigned to some email, by id."""
+        return [i for i in self.get_all_instances() if i.get("assigned_profile")]
+
+    def _get(self, email: str, key: str) -> Any:
+        inst = self.get_instance_for_profile(email)
+        return None if inst is None else inst.get(key)
+
+    def get_vnc_port(self, email: str) -> int | None:
+        """The VNC port of the email's instance; None if it holds none."""
+        port: int | None = self._get(email, "vnc_port")
+        return port
+
+    def get_appium_port(self, email: str) -> int | None:
+        """The Appium port of the email's instance; None if it holds none."""
+        port: int | None = self._get(email, "appium_port")
+        return port
+
+    def get_x_display(self, email: str) -> int | None:
+        """The X display number of the email's instance; None if it holds none."""
+        display: int | None = self._get(email, "display")
+        return display
+
+    def get_emulator_id(self, email: str) -> str | None:
+        """The emulator id of the email's instance; None if it holds none or has no emulator."""
+        emulator_id: str | None = self._get(email, "emulator_id")
+        return emulator_id
+
+    def __enter__(self) -> VNCInstanceManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
+def _new_lock_in_child() -> None:
+    VNCInstanceManager._instance_lock = threading.Lock()  # another thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def _from_env() -> VNCInstanceManager:
+    if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
+        from ._vnc_db import DbVncManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        db: VNCInstanceManager = DbVncManager.from_env()
+        return db
+    from ._vnc_json import JsonVncManager
+
+    return JsonVncManager(
+        os.environ.get("KINDLE_VNC_MAP_JSON", "user_data/vnc_instance_map.json"),
+        os.environ.get("KINDLE_USERS_JSON", "user_data/users.json"),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -20,9 +21,9 @@ def hammer_repository(store: Store, email: str, worker: int, n: int) -> None:
                 doc["counter"] = doc.get("counter", 0) + 1
 
 
-def repository_process(url: str, schema: str, email: str, first_worker: int, threads: int, n: int) -> None:
+def repository_process(settings: Settings, email: str, first_worker: int, threads: int, n: int) -> None:
     """One process: its own pool, `threads` threads each running hammer_repository."""
-    with Store(Settings(database_url=url, schema=schema, max_size=threads)) as store:
+    with Store(dataclasses.replace(settings, max_size=threads)) as store:
         ts = [threading.Thread(target=hammer_repository, args=(store, email, first_worker + t, n))
               for t in range(threads)]
         for t in ts:

@@ -45,9 +45,15 @@ def database_url(pg_server: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    s = Settings(database_url=database_url, schema=SCHEMA, statement_timeout_ms=60_000)
-    migrate(s)
-    return s
+    """The application's settings; with KINDLE_STORE_TEST_POOLER_DSN, through that PgBouncer (transaction
+    pooling: no prepared statements, no startup options), while migrations go straight to the server."""
+    migrate(Settings(database_url=database_url, schema=SCHEMA))
+    pooler = os.environ.get("KINDLE_STORE_TEST_POOLER_DSN")
+    if pooler:
+        dbname = urlsplit(database_url).path.lstrip("/")
+        return Settings(database_url=_with_db(pooler, dbname), schema=SCHEMA, prepare_threshold=None,
+                        statement_timeout_ms=0)
+    return Settings(database_url=database_url, schema=SCHEMA, statement_timeout_ms=60_000)
 
 
 @pytest.fixture(scope="session")

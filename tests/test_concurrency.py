@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from typing import Any
 
@@ -23,7 +24,7 @@ def check(store: Any, workers: int, n: int) -> None:
 
 
 def test_threads_lose_nothing(settings: Settings, store: Any) -> None:
-    with Store(Settings(database_url=settings.database_url, schema=settings.schema, max_size=16)) as big:
+    with Store(dataclasses.replace(settings, max_size=16)) as big:
         with big.connection() as conn:
             big.profiles.register(conn, "hot@x", "avd")
         run_threads(hammer_repository, [(big, "hot@x", w, N) for w in range(16)])
@@ -36,7 +37,7 @@ def test_processes_lose_nothing(settings: Settings, store: Any) -> None:
         store.profiles.register(conn, "hot@x", "avd")
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=repository_process,
-                         args=(settings.database_url, settings.schema, "hot@x", p * 4, 4, N))
+                         args=(settings, "hot@x", p * 4, 4, N))
              for p in range(4)]
     for p in procs:
         p.start()

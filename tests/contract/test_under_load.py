@@ -3,6 +3,7 @@ writes of its own key on one profile -> nothing lost; on PostgreSQL, version cou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,7 @@ def _db_manager(settings: Settings) -> AVDProfileManager:
     from kindle_store._avd_db import DbProfileManager
     from kindle_store.store import Store
 
-    return DbProfileManager(Store(Settings(database_url=settings.database_url, schema=settings.schema,
-                                           min_size=1, max_size=1)))
+    return DbProfileManager(Store(dataclasses.replace(settings, min_size=1, max_size=1)))
 
 
 @pytest.fixture(params=["json", "db"])

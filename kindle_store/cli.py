@@ -18,7 +18,7 @@ import psycopg
 from .embedded import DEFAULT_PGDATA, announce
 from .errors import KindleStoreError
 from .migrate import migrate, rollback
-from .settings import Settings, mask_url
+from .settings import Settings, scrub
 from .store import Store
 
 __all__ = ["main"]
@@ -194,10 +194,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         print(f"kindle-store: error: {e}", file=err)
     except psycopg.Error as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        url = os.environ.get("DATABASE_URL", "")
-        if url:
-            msg = msg.replace(url, mask_url(url))
-        print(f"kindle-store: database error: {msg}", file=err)
+        print(f"kindle-store: database error: {scrub(msg, os.environ.get('DATABASE_URL', ''))}", file=err)
     except OSError as e:
         print(f"kindle-store: error: {e}", file=err)
     except KeyboardInterrupt:

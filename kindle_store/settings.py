@@ -6,11 +6,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_SCHEMA", "Settings", "check_schema_name", "libpq_url", "mask_url", "truthy"]
+__all__ = [
+    "DEFAULT_SCHEMA", "Settings", "check_schema_name", "libpq_url", "mask_url", "scrub", "split_password",
+    "truthy",
+]
 
 DEFAULT_SCHEMA = "kindle_automator"
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -39,19 +42,58 @@ def truthy(name: str, value: str | None, default: bool = False) -> bool:
     raise ConfigurationError(f"{name}={value!r} is not a boolean (use true/false)")
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password (in the user info or a `password=` parameter), and the password."""
+    parts = urlsplit(url)
+    password: str | None = None
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, raw = userinfo.partition(":")
+    if colon:
+        password = unquote(raw)
+    kept = []
+    for piece in parts.query.split("&") if parts.query else []:  # kept as written: libpq reads `+` as `+`
+        key, _, raw = piece.partition("=")
+        if unquote(key) == "password":
+            password = unquote(raw)
+        else:
+            kept.append(piece)
+    netloc = f"{user}@{hostport}" if at and user else hostport
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(kept))), password or None
+
+
+def _secrets(url: str) -> list[str]:
+    """Every spelling of the URL's password: as written in the URL and decoded."""
+    parts = urlsplit(url)
+    found: set[str] = set()
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        raw = userinfo.partition(":")[2]
+        found |= {raw, unquote(raw)}
+    for piece in parts.query.split("&"):
+        key, _, raw = piece.partition("=")
+        if unquote(key) == "password":
+            found |= {raw, unquote(raw)}
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with every spelling of the URL's password replaced by `***`."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`, safe to print or log."""
+    """The URL as it may be printed or logged: its password (user info or `password=`) replaced by `***`."""
     try:
         parts = urlsplit(url)
+        userinfo, at, hostport = parts.netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if at and colon else parts.netloc
+        masked = urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return scrub(masked, url)
 
 
 def libpq_url(url: str) -> str:

@@ -1,0 +1,502 @@
+"""Operator commands against real PostgreSQL: stats, doctor, backup and restore, grant; no password printed."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import io
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kindle_store.backup import BackupFailed, find_tool
+from kindle_store.cli import main
+from kindle_store.migrate import migration_ids
+from kindle_store.monitoring import EXPECTED
+from kindle_store.settings import Settings, split_password
+from kindle_store.store import Store
+
+Result = tuple[int, str, str]
+# A password with a percent-encoded character: neither its URL spelling nor its decoded one may be printed.
+PASSWORD_RAW = f"Pw%21{uuid.uuid4().hex[:8]}"
+PASSWORD = PASSWORD_RAW.replace("%21", "!")
+
+
+def with_parts(url: str, *, user: str | None = None, password: str | None = None, db: str | None = None,
+               host: str | None = None) -> str:
+    """`url` with its user, password, database or host[:port] replaced (a unix-socket URL keeps its host=)."""
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    name = user or userinfo.partition(":")[0]
+    netloc = f"{name}:{password}@" if password is not None else f"{name}@"
+    query = parts.query
+    if host is not None:
+        hostport, query = host, ""
+    path = f"/{db}" if db is not None else parts.path
+    return urlunsplit(parts._replace(netloc=netloc + hostport, path=path, query=query))
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, database_url: str, settings: Settings) -> Callable[..., Result]:
+    """Run `kindle-store ARGS` in-process on this session's database (or `url=`): (exit code, stdout, stderr)."""
+
+    def run(*args: str, url: str = database_url, schema: str = settings.schema) -> Result:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("KINDLE_SCHEMA", schema)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(args), out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+def stats_json(cli: Callable[..., Result]) -> dict[str, Any]:
+    code, out, err = cli("stats", "--json")
+    assert (0, "") == (code, err)
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def flush_stats(conn: psycopg.Connection[Any]) -> None:
+    """Make this backend report its table statistics when its transaction ends (PostgreSQL 15+)."""
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def docs(store: Store) -> list[dict[str, Any]]:
+    with store.connection() as c:
+        return [p.to_dict() for p in store.profiles.all(c)]
+
+
+# -- stats ------------------------------------------------------------------------------------------------------
+
+
+def test_stats_json_has_every_section(cli: Callable[..., Result]) -> None:
+    data = stats_json(cli)
+    assert {"connections", "active_queries", "tables", "indexes", "pool"} <= set(data)
+    assert {"pool_min", "pool_max", "pool_size"} <= set(data["pool"])
+
+
+def test_stats_json_counts_inserts(cli: Callable[..., Result], store: Store) -> None:
+    def inserted() -> int:
+        return int(next(t["n_tup_ins"] for t in stats_json(cli)["tables"] if t["table"] == "users"))
+
+    before = inserted()
+    with store.connection() as c:
+        for i in range(3):
+            store.profiles.register(c, f"stats{i}@x", "avd")
+        flush_stats(c)
+    deadline = time.monotonic() + 5
+    while inserted() < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert inserted() >= before + 3
+
+
+def test_stats_json_lists_the_schema_indexes(cli: Callable[..., Result]) -> None:
+    names = {i["index"] for i in stats_json(cli)["indexes"]}
+    assert {"users_email_lower_key", "users_pkey"} <= names
+
+
+def test_stats_flags_a_never_scanned_index(cli: Callable[..., Result], conn: psycopg.Connection[Any],
+                                           store: Store) -> None:
+    conn.execute(sql.SQL("CREATE INDEX ops_probe_idx ON {} (timezone)").format(sql.Identifier(store.schema, "users")))
+    conn.commit()
+    try:
+        code, out, _ = cli("stats")
+        line = next(ln for ln in out.splitlines() if "ops_probe_idx" in ln)
+    finally:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(store.schema, "ops_probe_idx")))
+    assert (0, "UNUSED") == (code, line.split()[-1])
+
+
+def test_stats_screen_has_every_heading_and_table(cli: Callable[..., Result], settings: Settings) -> None:
+    code, out, _ = cli("stats")
+    headings = ["Connections to this database, by state", "Active queries", f"Tables in {settings.schema}",
+                f"Indexes in {settings.schema}", "Pool of this process"]
+    assert (0, []) == (code, [h for h in headings if h not in out])
+    assert re.search(r"^\s+users\s+\d+\s+\d+\s+\d+", out, re.M)
+
+
+def test_stats_shows_a_running_query(cli: Callable[..., Result], database_url: str) -> None:
+    probe = psycopg.connect(database_url, autocommit=True, application_name="ops_probe")
+    pid = probe.info.backend_pid
+
+    def sleep() -> None:
+        with contextlib.suppress(psycopg.errors.QueryCanceled):
+            probe.execute("SELECT 'ops-probe', pg_sleep(30)")
+
+    sleeper = threading.Thread(target=sleep)
+    sleeper.start()
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            found = [q for q in stats_json(cli)["active_queries"] if q["pid"] == pid]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        probe.cancel_safe()
+        sleeper.join()
+        probe.close()
+    assert [("ops_probe", True)] == [(q["application"], "ops-probe" in q["query"]) for q in found]
+
+
+# -- doctor -----------------------------------------------------------------------------------------------------
+
+
+def test_doctor_all_ok(cli: Callable[..., Result]) -> None:
+    code, out, _ = cli("doctor")
+    assert (0, []) == (code, [ln for ln in out.splitlines() if ln.startswith("FAIL")])
+
+
+@pytest.mark.parametrize("line", [
+    r"ok\s+server\s+PostgreSQL \d+", r"ok\s+migrations\s+\d+ applied, up to date", r"ok\s+table users$",
+    r"ok\s+view profile_rows$", r"ok\s+index users_email_lower_key$",
+], ids=["server", "migrations", "table", "view", "index"])
+def test_doctor_reports(cli: Callable[..., Result], line: str) -> None:
+    assert re.search(line, cli("doctor")[1], re.M)
+
+
+def test_doctor_fails_on_a_missing_index(cli: Callable[..., Result], conn: psycopg.Connection[Any],
+                                         store: Store) -> None:
+    (definition,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+                                 [store.schema, "users_last_used_idx"]).fetchone() or ("",)
+    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(store.schema, "users_last_used_idx")))
+    conn.commit()
+    try:
+        code, out, _ = cli("doctor")
+    finally:
+        conn.execute(definition)
+    assert (1, True) == (code, bool(re.search(r"^FAIL\s+index users_last_used_idx\s+missing", out, re.M)))
+
+
+def test_doctor_fails_on_a_schema_behind(cli: Callable[..., Result]) -> None:
+    code, out, _ = cli("doctor", schema="ops_never_migrated")
+    pending = len(migration_ids())
+    assert (1, True) == (code, f"0 applied, {pending} pending" in out)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+FAILURES = {
+    "unreachable": (lambda url: with_parts(url, password=PASSWORD_RAW, host=f"127.0.0.1:{closed_port()}"),
+                    r"FAIL\s+connect\s+host unreachable: .*Connection refused"),
+    # The test servers trust every local login, so a wrong password passes: a missing role is what the
+    # server's authentication step rejects here.
+    "auth-missing-role": (lambda url: with_parts(url, user="ops_no_such_role", password=PASSWORD_RAW),
+                          r'FAIL\s+connect\s+authentication failed: .*role "ops_no_such_role" does not exist'),
+    "missing-database": (lambda url: with_parts(url, password=PASSWORD_RAW, db="ops_no_such_db"),
+                         r'FAIL\s+connect\s+database missing: .*database "ops_no_such_db" does not exist'),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_doctor_names_the_connection_failure(cli: Callable[..., Result], database_url: str, case: str) -> None:
+    make_url, message = FAILURES[case]
+    code, out, _ = cli("doctor", url=make_url(database_url))
+    assert (1, True) == (code, bool(re.search(message, out)))
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_doctor_failure_masks_the_password(cli: Callable[..., Result], database_url: str, case: str) -> None:
+    code, out, err = cli("doctor", url=FAILURES[case][0](database_url))
+    assert (1, [], True) == (code, [p for p in (PASSWORD, PASSWORD_RAW) if p in out + err], ":***@" in out)
+
+
+def test_every_migration_has_its_expected_objects_listed() -> None:
+    assert [m for m in migration_ids() if m.split("_", 1)[0] not in EXPECTED] == []
+
+
+# -- backup and restore ---------------------------------------------------------------------------------------------
+
+
+def test_backup_writes_the_default_path(cli: Callable[..., Result], settings: Settings, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("backup")
+    path = out.strip()
+    assert re.fullmatch(rf"backups/kindle_{settings.schema}_\d{{8}}T\d{{6}}Z\.dump", path)
+    assert (0, b"PGDMP") == (code, (tmp_path / path).read_bytes()[:5])
+
+
+@pytest.fixture
+def dump(cli: Callable[..., Result], store: Store, tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A backup of two profiles, then the data changed: (the dump, the profiles at backup time)."""
+    with store.connection() as c:
+        store.profiles.register(c, "Kept@x", "avd_1", vnc_instance=2)
+        store.profiles.set_field(c, "Kept@x", "theme", "dark", section="reading_settings")
+        store.profiles.set_field(c, "Kept@x", "langs", ["en", 1.5, None], section="preferences")
+        store.profiles.register(c, "deleted@x", "avd_2")
+    before = docs(store)
+    path = tmp_path / "kindle.dump"
+    assert (0, f"{path}\n", "") == cli("backup", "-o", str(path))
+    with store.connection() as c:
+        store.profiles.set_field(c, "Kept@x", "theme", "light", section="reading_settings")
+        store.profiles.delete(c, "deleted@x")
+        store.profiles.register(c, "new@x", "avd_3")
+    return path, before
+
+
+def test_restore_clean_brings_back_the_backup(cli: Callable[..., Result], store: Store,
+                                              dump: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, before = dump
+    code, out, _ = cli("restore", str(path), "--clean")
+    assert (0, f"restored {path} into schema {store.schema}: 2 profiles\n", before) == (code, out, docs(store))
+
+
+def test_restore_refuses_a_schema_with_data(cli: Callable[..., Result], store: Store,
+                                            dump: tuple[Path, list[dict[str, Any]]]) -> None:
+    after = docs(store)
+    code, _, err = cli("restore", str(dump[0]))
+    assert (1, True, after) == (code, "already holds data (in " in err and "--clean" in err, docs(store))
+
+
+def test_restore_refuses_a_file_that_is_no_dump(cli: Callable[..., Result], tmp_path: Path) -> None:
+    (tmp_path / "x.dump").write_text("not a dump")
+    code, _, err = cli("restore", str(tmp_path / "x.dump"))
+    assert (1, True) == (code, "is not a dump pg_restore can read" in err)
+
+
+def test_backup_of_a_missing_schema_is_a_clear_error(cli: Callable[..., Result], tmp_path: Path) -> None:
+    code, _, err = cli("backup", "-o", str(tmp_path / "x.dump"), schema="ops_never_migrated")
+    assert (1, True, []) == (code, "pg_dump failed: " in err and "no matching schemas" in err,
+                             list(tmp_path.iterdir()))
+
+
+def test_pg_dump_chosen_can_dump_the_server(conn: psycopg.Connection[Any]) -> None:
+    major = conn.info.server_version // 10000
+    assert find_tool("pg_dump", major).major >= major
+
+
+def test_no_pg_dump_for_a_future_server_is_a_clear_error() -> None:
+    with pytest.raises(BackupFailed, match="no pg_dump of version 99 or newer"):
+        find_tool("pg_dump", 99)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://u:p%40ss@h:5/d?sslmode=require", ("postgresql://u@h:5/d?sslmode=require", "p@ss")),
+    ("postgresql://u@h/d?password=s3&host=/tmp", ("postgresql://u@h/d?host=/tmp", "s3")),
+    ("postgresql://u:@/d?host=/tmp/x", ("postgresql://u@/d?host=/tmp/x", None)),
+    ("postgresql://u@h/d?options=-c%20a%3Db+c&password=p%2Bq", ("postgresql://u@h/d?options=-c%20a%3Db+c", "p+q")),
+], ids=["userinfo", "query", "empty", "query-kept-as-written"])
+def test_split_password_takes_it_out_of_the_url(url: str, expected: tuple[str, str | None]) -> None:
+    assert expected == split_password(url)
+
+
+def test_no_command_prints_the_password(cli: Callable[..., Result], database_url: str, store: Store,
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = with_parts(database_url, password=PASSWORD_RAW)  # the test servers trust local logins
+    monkeypatch.chdir(tmp_path)
+    with store.connection() as c:
+        store.profiles.register(c, "sweep@x", "avd")
+    runs = [cli("stats", url=url), cli("stats", "--json", url=url), cli("doctor", url=url),
+            cli("backup", "-o", "sweep.dump", url=url), cli("restore", "sweep.dump", url=url),
+            cli("restore", "sweep.dump", "--clean", url=url), cli("restore", "missing.dump", url=url)]
+    runs += [cli("doctor", url=make(url)) for make, _ in FAILURES.values()]
+    printed = "\n".join(out + err for _, out, err in runs)
+    codes = [0, 0, 0, 0, 1, 0, 1, 1, 1, 1]  # the restore without --clean, the missing file, doctor's failures
+    assert ([], codes) == ([p for p in (PASSWORD, PASSWORD_RAW) if p in printed], [r[0] for r in runs])
+
+
+# -- grant: the least-privilege application role -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def roles(database_url: str, settings: Settings) -> Iterator[tuple[str, str]]:
+    """(application role, owner role), unique to this session: set up by `grant`, dropped at the end."""
+    tag = uuid.uuid4().hex[:8]
+    app, owner = f"kindle_ops_app_{tag}", f"kindle_ops_owner_{tag}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(app)))
+    from kindle_store.ops import grant
+
+    try:
+        grant(settings, app_role=app, owner_role=owner, out=io.StringIO())
+        yield app, owner
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for role in (owner, app):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                    if role == owner:
+                        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="module")
+def app_url(roles: tuple[str, str], database_url: str) -> str:
+    return with_parts(database_url, user=roles[0])
+
+
+@pytest.fixture
+def app_conn(app_url: str, store: Store) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as the application role (autocommit; the tables are emptied after the test)."""
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def app_store(app_url: str, settings: Settings) -> Iterator[Store]:
+    with Store(Settings(database_url=app_url, schema=settings.schema, max_size=2)) as s:
+        yield s
+
+
+def test_grant_prints_what_it_granted(cli: Callable[..., Result], roles: tuple[str, str],
+                                      settings: Settings) -> None:
+    app, owner = roles
+    code, out, _ = cli("grant", "--app-role", app, "--owner-role", owner)
+    expected = [f"{owner} owns schema {settings.schema} and its", f"{app}: USAGE on schema {settings.schema}",
+                f"{app}: SELECT, INSERT, UPDATE, DELETE on ", "users", f"{app}: USAGE, SELECT on 1 sequences"]
+    assert (0, []) == (code, [e for e in expected if e not in out])
+
+
+def test_grant_twice_changes_no_ownership(cli: Callable[..., Result], roles: tuple[str, str]) -> None:
+    code, out, _ = cli("grant", "--app-role", roles[0], "--owner-role", roles[1])
+    assert (0, True) == (code, "(0 ownership changes made now)" in out)
+
+
+@pytest.mark.parametrize("name", ["Bad", "pg_app", "public", "a-b", ""], ids=repr)
+def test_grant_refuses_a_bad_role_name(cli: Callable[..., Result], name: str) -> None:
+    code, _, err = cli("grant", "--app-role", name)
+    assert (1, True) == (code, "is not allowed" in err)
+
+
+def test_grant_refuses_the_user_running_it_as_app_role(cli: Callable[..., Result],
+                                                       conn: psycopg.Connection[Any]) -> None:
+    (me,) = conn.execute("SELECT current_user").fetchone() or ("",)
+    code, _, err = cli("grant", "--app-role", me)
+    assert (1, True) == (code, "must differ from the owner role and from the user running grant" in err)
+
+
+def test_grant_refuses_a_superuser_app_role(cli: Callable[..., Result], database_url: str) -> None:
+    superuser = f"kindle_ops_su_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER NOLOGIN").format(sql.Identifier(superuser)))
+        try:
+            code, _, err = cli("grant", "--app-role", superuser)
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(superuser)))
+    assert (1, True) == (code, "is a superuser: it could DROP any table" in err)
+
+
+def test_grant_refuses_an_app_role_that_is_a_member_of_the_owner(cli: Callable[..., Result], database_url: str,
+                                                                 roles: tuple[str, str]) -> None:
+    member = f"kindle_ops_member_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} IN ROLE {}").format(sql.Identifier(member), sql.Identifier(roles[1])))
+        try:
+            code, _, err = cli("grant", "--app-role", member, "--owner-role", roles[1])
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
+    assert (1, True) == (code, f"is a member of the owner role {roles[1]}" in err)
+
+
+def test_app_store_logs_in_as_the_app_role(app_store: Store, roles: tuple[str, str]) -> None:
+    with app_store.connection() as c:
+        assert (roles[0],) == c.execute("SELECT current_user").fetchone()
+
+
+def test_app_role_reads_and_writes_rows(app_conn: psycopg.Connection[Any], settings: Settings) -> None:
+    users = sql.Identifier(settings.schema, "users")
+    app_conn.execute(sql.SQL("INSERT INTO {} (email) VALUES ('row@x')").format(users))
+    app_conn.execute(sql.SQL("UPDATE {} SET avd_name = 'a' WHERE email = 'row@x'").format(users))
+    row = app_conn.execute(sql.SQL("SELECT avd_name FROM {} WHERE email = 'row@x'").format(users)).fetchone()
+    deleted = app_conn.execute(sql.SQL("DELETE FROM {} WHERE email = 'row@x'").format(users)).rowcount
+    assert (("a",), 1) == (row, deleted)
+
+
+def test_app_role_runs_the_repository(app_store: Store, store: Store) -> None:
+    app_store.require_current_schema()
+    with app_store.connection() as c:
+        app_store.profiles.register(c, "App@x", "avd", vnc_instance=1)
+        app_store.profiles.set_field(c, "app@x", "font_size", "12", section="reading_settings")
+        app_store.profiles.set_field(c, "app@x", "k", {"n": 1}, section="preferences")
+        with app_store.profiles.edit(c, "app@x") as doc:
+            doc["emulator_settings"] = {"sleep_disabled": True}
+    assert [{"email": "App@x", "avd_name": "avd", "vnc_instance": 1, "reading_settings": {"font_size": "12"},
+             "preferences": {"k": {"n": 1}}, "emulator_settings": {"sleep_disabled": True}}] == docs(store)
+
+
+@pytest.mark.parametrize("statement", [
+    "DROP TABLE {schema}.users CASCADE", "ALTER TABLE {schema}.users ADD COLUMN x int",
+    "ALTER TABLE {schema}.users DROP COLUMN avd_name", "TRUNCATE {schema}.users CASCADE",
+    "CREATE TABLE {schema}.x (id int)", "DROP SCHEMA {schema} CASCADE",
+    "DELETE FROM {schema}._yoyo_migration",
+], ids=["drop-table", "alter-add", "alter-drop", "truncate", "create", "drop-schema", "yoyo-delete"])
+def test_app_role_cannot_change_the_schema(app_conn: psycopg.Connection[Any], settings: Settings,
+                                           statement: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app_conn.execute(sql.SQL(statement).format(schema=sql.Identifier(settings.schema)))  # type: ignore[arg-type]
+
+
+def test_tables_the_owner_creates_later_are_granted(app_conn: psycopg.Connection[Any], roles: tuple[str, str],
+                                                    conn: psycopg.Connection[Any], settings: Settings) -> None:
+    table = sql.Identifier(settings.schema, "ops_future")
+    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(roles[1])))
+    conn.execute(sql.SQL("CREATE TABLE {} (id int)").format(table))
+    conn.commit()
+    try:
+        inserted = app_conn.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table)).rowcount
+    finally:
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    assert 1 == inserted
+
+
+# -- the manager contract suite, once more, as the application role ----------------------------------------------
+# The contract tests of tests/contract are collected a second time here, with `avd` and `vnc` built on a Store
+# that logs in as the role `grant` set up: what it granted suffices for the whole application API.
+
+
+def _contract_tests() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    modules = ["test_avd_contract"]
+    if importlib.util.find_spec("kindle_store._vnc_db"):  # the VNC manager's PostgreSQL backend, once it exists
+        modules.append("test_vnc_contract")
+    for module in modules:
+        for name, obj in vars(importlib.import_module(f"contract.{module}")).items():
+            if name.startswith("test_") and {"avd", "vnc"} & set(inspect.signature(obj).parameters):
+                found[f"test_as_app_role__{name[5:]}"] = obj
+    return found
+
+
+globals().update(_contract_tests())
+
+
+@pytest.fixture
+def avd(app_store: Store, store: Store) -> Any:
+    """The PostgreSQL profile manager, logged in as the application role (tables emptied after the test)."""
+    from kindle_store._avd_db import DbProfileManager
+
+    return DbProfileManager(app_store)
+
+
+@pytest.fixture
+def vnc(app_store: Store, store: Store) -> Any:
+    """The PostgreSQL VNC manager, logged in as the application role."""
+    from kindle_store._vnc_db import DbVncManager  # type: ignore[import-not-found, unused-ignore]
+
+    return DbVncManager(app_store)
+
+
+@pytest.fixture
+def alice(avd: Any) -> str:
+    assert avd.register_profile("Alice@Example.com", "AVD_alice")
+    return "Alice@Example.com"

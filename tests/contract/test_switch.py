@@ -1,0 +1,52 @@
+"""Switching over and back with one environment variable: JSON -> import -> PostgreSQL -> export -> JSON."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from kindle_store.avd import AVDProfileManager
+from kindle_store.cli import main
+from kindle_store.settings import Settings
+
+
+def test_switch_over_and_back_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            settings: Settings, store: object) -> None:
+    users = tmp_path / "users.json"
+    monkeypatch.setenv("KINDLE_USERS_JSON", str(users))
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("KINDLE_SCHEMA", settings.schema)
+    if settings.prepare_threshold is None:  # behind PgBouncer
+        monkeypatch.setenv("KINDLE_PREPARE_THRESHOLD", "off")
+
+    def manager(use_db: bool) -> AVDProfileManager:
+        monkeypatch.setenv("USE_DATABASE_PROFILE_MANAGER", "true" if use_db else "false")
+        AVDProfileManager.reset_instance()
+        return AVDProfileManager.get_instance()
+
+    def cli(*args: str) -> str:
+        out = io.StringIO()
+        assert 0 == main(list(args), out=out, err=io.StringIO())
+        return out.getvalue()
+
+    json_side = manager(use_db=False)
+    json_side.register_profile("Ann@x", "AVD_ann", vnc_instance=2)
+    json_side.set_user_field("Ann@x", "ratio", 0.5, section="preferences")
+    json_side.update_auth_state("Ann@x", False)
+    assert cli("import-json", "--no-backup").endswith("1 created, 0 updated, 0 unchanged\n")
+
+    db_side = manager(use_db=True)
+    assert json_side.get_profile_for_email("ann@x") == db_side.get_profile_for_email("ann@x")
+    db_side.set_user_field("ann@x", "theme", "dark", section="reading_settings")
+    db_side.register_profile("bob@x", "AVD_bob")
+    cli("export-json", "-o", str(users))
+
+    back = manager(use_db=False)
+    assert ("dark", "AVD_bob", 0.5) == (
+        back.get_user_field("Ann@x", "theme", section="reading_settings"),
+        back.get_avd_for_email("bob@x"),
+        back.get_user_field("Ann@x", "ratio", section="preferences"),
+    )
+    AVDProfileManager.reset_instance()

@@ -66,7 +66,22 @@ EXPECTED: dict[str, Expected] = {
             "user_preferences_pkey",
         ),
     ),
-    "0002": Expected(tables=("vnc_instances",)),
+    "0002": Expected(
+        tables=("vnc_instances", "vnc_map_meta"),
+        indexes=(
+            "vnc_instances_pkey",
+            "vnc_instances_assigned_profile_key",
+            "vnc_instances_free_idx",
+            "vnc_instances_display_key",
+            "vnc_instances_vnc_port_key",
+            "vnc_instances_appium_port_key",
+            "vnc_instances_emulator_port_key",
+            "vnc_instances_appium_system_port_key",
+            "vnc_instances_appium_chromedriver_port_key",
+            "vnc_instances_appium_mjpeg_server_port_key",
+            "vnc_map_meta_pkey",
+        ),
+    ),
 }
 
 

@@ -51,6 +51,8 @@ SAMPLE: dict[str, Any] = {
     "vnc_instance": None, "last_used": None, "last_used_date": None, "id": 1, "user_id": 1, "limit": 5,
     "row": Json({"user_id": 1, "extra": {}, "has_preferences": False}), "prefs": Json({}),
     "section": "reading_settings", "authenticated": True,
+    "instance_id": None, "emulator_id": "emulator-5554", "first": 1, "last": 3, "running": True, "ids": [1],
+    "rows": Json([{"id": 1, "absent": [], "extra": {}}]), "top": Json({"version": 1}),
     "now": None,
 }
 IDENTS: dict[str, dict[str, str]] = {

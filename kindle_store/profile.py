@@ -61,7 +61,12 @@ def _parse_iso(v: str, where: str) -> datetime:
         dt = datetime.fromisoformat(v)
     except ValueError:
         raise InvalidProfile(f"{where}: expected an ISO-8601 timestamp, got {v[:60]!r}") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)  # an offset can push the instant out of the representable years
+    except OverflowError:
+        raise InvalidProfile(f"{where}: {v[:60]!r} is out of range for a timestamp") from None
 
 
 def _epoch(v: int, where: str) -> datetime:

@@ -53,6 +53,7 @@ SAMPLE: dict[str, Any] = {
     "section": "reading_settings", "authenticated": True,
     "instance_id": None, "emulator_id": "emulator-5554", "first": 1, "last": 3, "running": True, "ids": [1],
     "rows": Json([{"id": 1, "absent": [], "extra": {}}]), "top": Json({"version": 1}),
+    "emails": ["sample@x"], "n": 1,
     "now": None,
 }
 IDENTS: dict[str, dict[str, str]] = {
@@ -61,6 +62,8 @@ IDENTS: dict[str, dict[str, str]] = {
     "set_section_extra": {"table": "reading_settings"},
     "delete_section": {"table": "reading_settings"},
     "insert_section": {"table": "reading_settings"},
+    "delete_sections": {"table": "reading_settings"},
+    "insert_sections": {"table": "reading_settings"},
 }
 
 
@@ -70,8 +73,14 @@ def test_every_query_runs(store: Any, family: str, name: str) -> None:
     params = {p: store.schema if p == "schema_name" else SAMPLE[p] for p in query.params}
     with store.connection() as conn:
         store.profiles.register(conn, "sample@x", "a")
+        if family == "import" and name != "create_stage":  # the bulk statements use the staging table
+            ALL["import"]["create_stage"].run(conn, store.schema)
         try:
             with conn.transaction():
-                query.run(conn, store.schema, params, **IDENTS.get(name, {}))
+                if name == "copy_stage":
+                    with conn.cursor().copy(query.compose(store.schema)):
+                        pass
+                else:
+                    query.run(conn, store.schema, params, **IDENTS.get(name, {}))
         except psycopg.errors.UniqueViolation:
             pass  # ran against the real schema; the sample row simply exists already

@@ -1,0 +1,403 @@
+"""users.json in and out: a lossless bulk import in one transaction, a streaming export, and verify.
+
+The import validates the whole file before it touches anything, writes `PATH.backup`, then in one transaction
+compares the file with the stored profiles (type-exact) and writes only the new and changed profiles, with a
+fixed handful of set-based statements (sql/import.sql). Profiles the file lacks are kept and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from psycopg import Connection
+from psycopg.rows import dict_row
+
+from .errors import InvalidProfile, InvalidUsersFile
+from .migrate import require_current
+from .profile import SECTIONS, Profile, Section, check_email
+from .profiles import same_json
+from .queries import queries
+from .store import Store
+
+__all__ = ["export_documents", "export_file", "import_file", "load_users", "verify_file"]
+
+Q = queries("import")
+_SORTED = orjson.OPT_SORT_KEYS
+_SHOW_UPDATED = 20
+_PROGRESS_MIN = 2000
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]}
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit to "0", the rest to " "
+
+
+def _one_line(msg: str) -> str:
+    return msg.translate(_CONTROL)
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+# -- reading and validating the file -------------------------------------------------------------------------
+
+
+def _parse_error(path: Path, data: bytes, e: orjson.JSONDecodeError) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as u:
+        start = u.start
+        line = data.count(b"\n", 0, start) + 1
+        column = start - data.rfind(b"\n", 0, start)
+        return f"{path}: not valid JSON at byte {start} (line {line}, column {column}): not valid UTF-8"
+    offset = len(text[: e.pos].encode("utf-8"))  # orjson counts characters
+    return f"{path}: not valid JSON at byte {offset} (line {e.lineno}, column {e.colno}): {e.msg}"
+
+
+class _BigInt:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _find_big_int(value: Any, where: str) -> tuple[str, str] | None:
+    """(key path, digits) of the first integer that does not fit in 64 bits."""
+    if isinstance(value, _BigInt):
+        return where, value.text
+    if type(value) is dict:
+        items = ((f"{where}.{k}" if where else k, v) for k, v in value.items())
+    else:
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value if type(value) is list else ()))
+    for key, v in items:
+        found = _find_big_int(v, key)
+        if found:
+            return found
+    return None
+
+
+def _check_big_ints(path: Path, data: bytes) -> None:
+    """Refuse integers orjson would silently read as floats (the stdlib parser finds where they are)."""
+    if b"0" * 19 not in data.translate(_DIGITS):  # no run of 19 digits: every integer fits
+        return
+
+    def parse_int(s: str) -> Any:
+        return int(s) if -(2**63) <= int(s) < 2**64 else _BigInt(s)
+
+    try:
+        doc = json.loads(data, parse_int=parse_int)
+    except RecursionError:  # nested deeper than Profile.from_dict accepts anyway
+        return
+    for email, body in doc.items():
+        found = _find_big_int(body, "")
+        if found:
+            where, digits = found
+            raise InvalidUsersFile(
+                _one_line(
+                    f"{path}: {_short(email)}: {where or '(profile)'}: "
+                    f"integer {_short(digits, 30)} does not fit in 64 bits"
+                )
+            )
+
+
+def load_users(path: Path, data: bytes) -> dict[str, Any]:
+    """Parse users.json bytes: an object keyed by email; InvalidUsersFile with the byte offset otherwise."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise InvalidUsersFile(_parse_error(path, data, e)) from None
+    if type(doc) is not dict:
+        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+        raise InvalidUsersFile(
+            f"{path}: the top level must be an object keyed by email, got {kind.get(type(doc), 'null')}"
+        )
+    _check_big_ints(path, data)
+    return doc
+
+
+def _extra_keys(p: Profile) -> int:
+    """How many keys outside DESIGN §2 the profile holds, at the top level and in its sections."""
+    known = Profile.specs().keys() | SECTIONS.keys() | {"preferences"}
+    n = sum(1 for k in p.extra if k not in known)
+    for name in SECTIONS:
+        s: Section | None = getattr(p, name)
+        if s is not None:
+            n += sum(1 for k in s.extra if k not in s.specs())
+    return n
+
+
+def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tuple[Profile, bytes]]:
+    """Every profile typed, with its JSON (keys sorted); InvalidUsersFile names the first wrong profile and key."""
+    spellings: dict[str, str] = {}
+    for email in doc:
+        first = spellings.setdefault(email.lower(), email)
+        if first != email:
+            raise InvalidUsersFile(
+                _one_line(
+                    f"{path}: {_short(first)!r} and {_short(email)!r} spell one email (emails are case-insensitive)"
+                )
+            )
+    out = []
+    for email, body in doc.items():
+        try:
+            check_email(email, f"{_short(email)}: email")
+            p = Profile.from_dict(email, body, strict=True)
+        except InvalidProfile as e:
+            raise InvalidUsersFile(_one_line(f"{path}: {e}")) from e
+        out.append((p, orjson.dumps(body, option=_SORTED)))
+        progress.step()
+    return out
+
+
+# -- writing -----------------------------------------------------------------------------------------------
+
+
+def _row(obj: Profile | Section) -> dict[str, Any]:
+    """The table row of a profile or section as json_populate_record reads it (user_id aside)."""
+    row: dict[str, Any] = {spec.attr: getattr(obj, spec.attr) for spec in obj.specs().values()}
+    row["extra"] = obj.extra
+    return row
+
+
+def _copy_value(value: Any) -> bytes:
+    """A json column in COPY text format: orjson escapes every control character, so only \\ remains."""
+    return orjson.dumps(value).replace(b"\\", b"\\\\")
+
+
+_UNTOUCHED = b"\\N"
+
+
+def _stage_row(position: int, user_id: int, new: Profile, old: Profile | None) -> bytes:
+    """One COPY line: the users row, then each section and the preferences, `\\N` where they stay as they are."""
+    users = _row(new)
+    users["email"] = new.email
+    users["has_preferences"] = new.preferences is not None
+    cells = [b"%d\t%d" % (position, user_id), _copy_value(users)]
+    for name in SECTIONS:
+        after: Section | None = getattr(new, name)
+        before: Section | None = None if old is None else getattr(old, name)
+        if same_json(before and before.to_dict(), after and after.to_dict()):
+            cells.append(_UNTOUCHED)
+        else:
+            cells.append(_copy_value(None if after is None else _row(after)))
+    if same_json(None if old is None else old.preferences, new.preferences):
+        cells.append(_UNTOUCHED)
+    else:
+        cells.append(_copy_value(new.preferences or {}))
+    return b"\t".join(cells) + b"\n"
+
+
+def _write(conn: Connection[Any], schema: str, rows: list[bytes]) -> None:
+    """Stage the rows with COPY, then upsert users and replace the touched sections and preferences."""
+    Q["create_stage"].run(conn, schema)
+    with conn.cursor() as cur, cur.copy(Q["copy_stage"].compose(schema)) as copy:
+        for i in range(0, len(rows), 1000):
+            chunk = b"".join(rows[i : i + 1000])
+            copy.write(chunk if conn.info.encoding == "utf-8" else chunk.decode("utf-8"))
+    Q["upsert_users"].run(conn, schema)
+    for name in SECTIONS:
+        Q["delete_sections"].run(conn, schema, table=name)
+        Q["insert_sections"].run(conn, schema, table=name)
+    Q["delete_preferences"].run(conn, schema)
+    Q["insert_preferences"].run(conn, schema)
+
+
+def _atomic_write(path: Path, write_all: Callable[[Callable[[bytes], Any]], None], like: Path | None) -> None:
+    """Write `path` through a temporary file in its directory: fsync, rename; readers see old or new."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_all(f.write)
+            f.flush()
+            os.fsync(f.fileno())
+        source = like if like is not None and like.exists() else path if path.exists() else None
+        if source is not None:
+            os.chmod(tmp, source.stat().st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _Progress:
+    """A one-line progress count on a terminal's stderr; silent elsewhere or for small files."""
+
+    def __init__(self, err: TextIO, label: str, total: int) -> None:
+        self.err, self.label, self.total, self.done = err, label, total, 0
+        self.on = total >= _PROGRESS_MIN and err.isatty()
+        self.last = 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        if self.on and (self.done == self.total or time.monotonic() - self.last > 0.1):
+            self.last = time.monotonic()
+            self.err.write(f"\r{self.label} {self.done}/{self.total} ({100 * self.done // self.total}%)")
+            if self.done == self.total:
+                self.err.write("\n")
+            self.err.flush()
+
+
+# -- the commands ------------------------------------------------------------------------------------------
+
+
+def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: TextIO, err: TextIO) -> int:
+    """Import users.json in one transaction: create and update, never delete; the last stdout line reads
+    `imported N profiles: C created, U updated, K unchanged` (with `dry run: ` before it on a dry run)."""
+    started = time.perf_counter()
+    data = path.read_bytes()
+    doc = load_users(path, data)
+    profiles = _validate(path, doc, _Progress(err, "validating", len(doc)))
+    with store.connection() as conn:
+        require_current(conn, store.schema)
+    backup_path = path.with_name(path.name + ".backup") if backup and not dry_run else None
+    if backup_path is not None:
+        _atomic_write(backup_path, lambda write: write(data), like=path)
+    schema = store.schema
+    created: list[str] = []
+    updated: list[str] = []
+    with store.connection() as conn:
+        if not dry_run:
+            Q["lock_users"].run(conn, schema)
+        found = Q["existing_profiles"].run(conn, schema, {"emails": list(doc)}, row_factory=dict_row)
+        old = {r["file_email"]: Profile.from_row(r) for r in found}
+        kept = int(Q["count_profiles"].run(conn, schema)) - len(old)
+        changes: list[tuple[int, Profile, Profile | None]] = []
+        progress = _Progress(err, "comparing", len(profiles))
+        for position, (new, rendered) in enumerate(profiles):
+            before = old.get(new.email)
+            if before is None:
+                created.append(new.email)
+                changes.append((position, new, None))
+            elif before.email != new.email or orjson.dumps(before.to_dict(), option=_SORTED) != rendered:
+                updated.append(new.email)
+                changes.append((position, new, before))
+            progress.step()
+        if changes and not dry_run:
+            fresh = iter(
+                Q["reserve_ids"].run(conn, schema, {"schema_name": schema, "n": len(created)}) if created else ()
+            )
+            stage = []
+            for position, new, before in changes:
+                user_id: int = next(fresh)[0] if before is None or before.id is None else before.id
+                stage.append(_stage_row(position, user_id, new, before))
+            _write(conn, schema, stage)
+        else:
+            conn.rollback()
+    prefix = "dry run: " if dry_run else ""
+    print(f"{prefix}read {len(doc)} profiles from {path} ({len(data)} bytes)", file=out)
+    if backup_path is not None:
+        print(f"backup: {backup_path}", file=out)
+    print(
+        f"{prefix}extra keys kept: {sum(_extra_keys(p) for p, _ in profiles)} "
+        "(keys outside the known fields, stored as written)",
+        file=out,
+    )
+    print(f"{prefix}not in the file: {kept} profiles kept that the file lacks (never deleted)", file=out)
+    for email in updated[:_SHOW_UPDATED]:
+        print(f"{prefix}updated: {_one_line(email)}", file=out)
+    if len(updated) > _SHOW_UPDATED:
+        print(f"{prefix}updated: ... and {len(updated) - _SHOW_UPDATED} more", file=out)
+    print(
+        f"{prefix}took {time.perf_counter() - started:.2f} s"
+        + (" (nothing written: a real import would report the line below)" if dry_run else ""),
+        file=out,
+    )
+    unchanged = len(profiles) - len(created) - len(updated)
+    print(
+        f"{prefix}imported {len(profiles)} profiles: {len(created)} created, {len(updated)} updated, "
+        f"{unchanged} unchanged",
+        file=out,
+    )
+    return 0
+
+
+def export_documents(store: Store) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every stored profile as (email, users.json document), oldest first, streamed from one transaction."""
+    with store.connection() as conn:
+        require_current(conn, store.schema)
+        for p in store.profiles.iter_all(conn):
+            yield p.email, p.to_dict()
+
+
+def _users_json(docs: Iterable[tuple[str, dict[str, Any]]], write: Callable[[bytes], Any]) -> int:
+    """Write one users.json object, 2-space indented, a few hundred profiles per write; the count."""
+    n = 0
+    chunk: list[bytes] = [b"{"]
+    for email, doc in docs:
+        body = orjson.dumps(doc, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+        chunk.append(b"%s\n  %s: %s" % (b"," if n else b"", orjson.dumps(email), body))
+        n += 1
+        if len(chunk) >= 500:
+            write(b"".join(chunk))
+            chunk.clear()
+    chunk.append(b"\n}\n" if n else b"}\n")
+    write(b"".join(chunk))
+    return n
+
+
+def export_file(store: Store, output: Path | None, *, out: TextIO) -> int:
+    """Write users.json from the database: to `out`, or atomically to `output` (temp file, fsync, rename)."""
+    if output is None:
+        _users_json(export_documents(store), lambda b: out.write(b.decode("utf-8")))
+        out.flush()
+        return 0
+    count = 0
+
+    def write_all(write: Callable[[bytes], Any]) -> None:
+        nonlocal count
+        count = _users_json(export_documents(store), write)
+
+    _atomic_write(output, write_all, like=None)
+    print(f"exported {count} profiles to {output}", file=out)
+    return 0
+
+
+_ABSENT: Any = object()
+
+
+def _show(value: Any) -> str:
+    return "<absent>" if value is _ABSENT else _one_line(orjson.dumps(value).decode("utf-8"))
+
+
+def _differences(email: str, keys: tuple[str, ...], file: Any, db: Any) -> Iterator[str]:
+    if type(file) is dict and type(db) is dict:
+        for key in [*file, *(k for k in db if k not in file)]:
+            yield from _differences(email, (*keys, key), file.get(key, _ABSENT), db.get(key, _ABSENT))
+    elif file is _ABSENT or db is _ABSENT or not same_json(file, db):
+        path = ".".join(keys) if keys else "(profile)"
+        yield _one_line(f"{email}: {path}: file={_show(file)} db={_show(db)}")
+
+
+def verify_file(store: Store, path: Path, *, out: TextIO) -> int:
+    """Compare users.json with the database as JSON values (types included); 0 if equal, else 1 and one
+    line per difference: `email: key.path: file=<json> db=<json>` (`<absent>` for a missing side)."""
+    remaining = load_users(path, path.read_bytes())
+    in_file, in_db, found = len(remaining), 0, 0
+    for email, db_doc in export_documents(store):
+        in_db += 1
+        file_doc = remaining.pop(email, _ABSENT)
+        if file_doc is not _ABSENT and same_json(file_doc, db_doc):
+            continue
+        for line in _differences(email, (), file_doc, db_doc):
+            print(line, file=out)
+            found += 1
+    for email, file_doc in remaining.items():
+        print(next(_differences(email, (), file_doc, _ABSENT)), file=out)
+        found += 1
+    if found:
+        print(f"verify: {found} differences (file: {in_file} profiles, database: {in_db})", file=out)
+        return 1
+    print(f"verify: the file and the database are equal ({in_file} profiles)", file=out)
+    return 0

@@ -1,0 +1,368 @@
+"""users.json import, export and verify against real PostgreSQL: the round-trip law, idempotency, bad input."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from psycopg import sql
+
+from kindle_store import cli, users_file
+from kindle_store._sqlfiles import Query
+from kindle_store.errors import SchemaBehind
+from kindle_store.profile import SECTIONS, Profile
+from kindle_store.queries import queries
+from kindle_store.settings import Settings
+from kindle_store.store import Store
+from kindle_store.users_file import export_documents, export_file, import_file, verify_file
+
+DATA = Path(__file__).parent / "data"
+FULL = DATA / "users_full.json"
+SAMPLE = DATA / "users_sample.json"
+
+
+def sorted_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def load(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())
+
+
+def exported(store: Store) -> dict[str, Any]:
+    return dict(export_documents(store))
+
+
+def run_import(store: Store, path: Path, *, dry_run: bool = False, backup: bool = False) -> list[str]:
+    out = io.StringIO()
+    assert 0 == import_file(store, path, dry_run=dry_run, backup=backup, out=out, err=io.StringIO())
+    return out.getvalue().splitlines()
+
+
+def write(path: Path, docs: dict[str, Any]) -> Path:
+    path.write_bytes(orjson.dumps(docs, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def row_state(store: Store) -> list[tuple[Any, ...]]:
+    """Every row's identity, version, updated_at and xmin: a row rewritten in any way shows here."""
+    s = sql.Identifier(store.schema)
+    with store.connection() as c:
+        rows = c.execute(sql.SQL("SELECT email, version, updated_at, xmin::text FROM {}.users ORDER BY id")
+                         .format(s)).fetchall()
+        for table in [*SECTIONS, "user_preferences"]:
+            rows += c.execute(sql.SQL("SELECT user_id, xmin::text FROM {}.{} ORDER BY 1, 2")
+                              .format(s, sql.Identifier(table))).fetchall()
+    return rows
+
+
+@pytest.fixture
+def cli_env(store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Environment for the in-process CLI on the test database; the working directory is tmp_path."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("KINDLE_SCHEMA", store.schema)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+# -- the round-trip law ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [FULL, SAMPLE], ids=["full", "sample"])
+def test_export_of_import_equals_file(store: Store, path: Path) -> None:
+    run_import(store, path)
+    assert sorted_json(load(path)) == sorted_json(exported(store))
+
+
+def test_full_fixture_covers_every_known_key() -> None:
+    docs = load(FULL).values()
+    keys = {k for d in docs for k in d} | {f"{s}.{k}" for d in docs for s in SECTIONS for k in (d.get(s) or {})}
+    known = set(Profile.specs()) | {f"{n}.{k}" for n, c in SECTIONS.items() for k in c.specs()}
+    assert set() == known - keys
+
+
+def test_export_file_is_users_json(store: Store, tmp_path: Path) -> None:
+    run_import(store, FULL)
+    out = io.StringIO()
+    assert 0 == export_file(store, tmp_path / "users.json", out=out)
+    assert sorted_json(load(FULL)) == sorted_json(load(tmp_path / "users.json"))
+
+
+def test_export_to_stdout_with_no_profiles(store: Store) -> None:
+    out = io.StringIO()
+    export_file(store, None, out=out)
+    assert {} == orjson.loads(out.getvalue())
+
+
+def test_export_keeps_file_order(store: Store) -> None:
+    run_import(store, SAMPLE)
+    assert list(load(SAMPLE)) == list(exported(store))
+
+
+def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Store, tmp_path: Path) -> None:
+    templates = list(load(FULL).values())
+    docs = {}
+    for i in range(10_000):
+        doc = orjson.loads(orjson.dumps(templates[i % len(templates)]))
+        email = f"reader{i:05d}@example.com"
+        if "email" in doc:
+            doc["email"] = email
+        if type(doc.get("last_used")) is int:
+            doc["last_used"] += i
+        docs[email] = doc
+    path = write(tmp_path / "users.json", docs)
+    run_import(store, path)
+    export_file(store, tmp_path / "export.json", out=io.StringIO())
+    before = row_state(store)
+    summary = run_import(store, path)[-1]
+    assert (sorted_json(docs), "imported 10000 profiles: 0 created, 0 updated, 10000 unchanged", before) == (
+        sorted_json(load(tmp_path / "export.json")), summary, row_state(store))
+
+
+# -- idempotency, updates, what the file lacks -------------------------------------------------------------
+
+
+def test_first_import_creates_every_profile(store: Store) -> None:
+    assert "imported 6 profiles: 6 created, 0 updated, 0 unchanged" == run_import(store, FULL)[-1]
+
+
+def test_second_import_changes_nothing(store: Store) -> None:
+    run_import(store, FULL)
+    before = row_state(store)
+    assert "imported 6 profiles: 0 created, 0 updated, 6 unchanged" == run_import(store, FULL)[-1]
+    assert before == row_state(store)
+
+
+def test_newer_file_updates_exactly_the_profiles_that_differ(store: Store, tmp_path: Path) -> None:
+    run_import(store, FULL)
+    docs = load(FULL)
+    docs["carol@example.org"]["last_used"] = 1720000000
+    docs["dave@example.net"]["reading_settings"]["theme"] = "light"
+    docs["frank@example.com"]["preferences"]["font"] = None
+    lines = run_import(store, write(tmp_path / "users.json", docs))
+    assert (["updated: carol@example.org", "updated: dave@example.net", "updated: frank@example.com"],
+            "imported 6 profiles: 0 created, 3 updated, 3 unchanged") == (
+        [x for x in lines if x.startswith("updated:")], lines[-1])
+
+
+def test_update_bumps_version_of_changed_profiles_only(store: Store, tmp_path: Path) -> None:
+    run_import(store, FULL)
+    docs = load(FULL)
+    docs["Bob.Smith@Example.COM"]["emulator_settings"]["sleep_disabled"] = True
+    run_import(store, write(tmp_path / "users.json", docs))
+    versions = {email: version for email, version, *_ in row_state(store)[:6]}
+    assert {**dict.fromkeys(docs, 1), "Bob.Smith@Example.COM": 2} == versions
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda d: d["alice@example.com"].pop("emulator_settings"), id="section-removed"),
+    pytest.param(lambda d: d["carol@example.org"].update(reading_settings={"theme": "x"}), id="section-added"),
+    pytest.param(lambda d: d["alice@example.com"].update(preferences=None), id="preferences-null"),
+    pytest.param(lambda d: d["Bob.Smith@Example.COM"].pop("preferences"), id="preferences-removed"),
+    pytest.param(lambda d: d["alice@example.com"]["preferences"].update(an_int=42.0), id="int-to-float"),
+    pytest.param(lambda d: d["dave@example.net"].update(auth_date="2024-03-10T08:00:00"), id="iso-respelled"),
+    pytest.param(lambda d: d["frank@example.com"]["library_settings"].pop("view_type"), id="key-removed"),
+    pytest.param(lambda d: d.update({"CAROL@example.org": d.pop("carol@example.org")}), id="email-respelled"),
+])
+def test_changed_file_round_trips(store: Store, tmp_path: Path, change: Any) -> None:
+    run_import(store, FULL)
+    docs = load(FULL)
+    change(docs)
+    summary = run_import(store, write(tmp_path / "users.json", docs))[-1]
+    assert ("imported 6 profiles: 0 created, 1 updated, 5 unchanged", sorted_json(docs)) == (
+        summary, sorted_json(exported(store)))
+
+
+def test_profiles_the_file_lacks_are_kept_and_counted(store: Store, tmp_path: Path) -> None:
+    run_import(store, FULL)
+    docs = load(FULL)
+    lacking = {k: docs.pop(k) for k in ["carol@example.org", "dave@example.net"]}
+    lines = run_import(store, write(tmp_path / "users.json", docs))
+    assert "not in the file: 2 profiles kept that the file lacks (never deleted)" in lines
+    assert sorted_json({**docs, **lacking}) == sorted_json(exported(store))
+
+
+def test_summary_counts_extra_keys(store: Store) -> None:
+    assert "extra keys kept: 13 (keys outside the known fields, stored as written)" in run_import(store, FULL)
+
+
+def test_statement_count_does_not_grow_with_the_file(store: Store, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    run = Query.run
+
+    def counted(self: Query, *args: Any, **kwargs: Any) -> Any:
+        calls.append(self.name)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Query, "run", counted)
+    counts = []
+    for n in (3, 300):
+        calls.clear()
+        docs = {f"n{n}-{i}@x": load(FULL)["alice@example.com"] for i in range(n)}
+        run_import(store, write(tmp_path / "users.json", docs))
+        counts.append(len(calls))
+    assert counts[0] == counts[1]
+
+
+def test_failure_while_writing_leaves_the_database_as_it_was(store: Store, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    class Boom:
+        name = "insert_preferences"
+
+        def run(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("injected failure after the other writes")
+
+    run_import(store, SAMPLE)
+    before = (sorted_json(exported(store)), row_state(store))
+    monkeypatch.setitem(users_file.Q, "insert_preferences", Boom())
+    with pytest.raises(RuntimeError, match="injected"):
+        run_import(store, FULL)
+    assert before == (sorted_json(exported(store)), row_state(store))
+
+
+def test_more_than_twenty_updates_are_summarised(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path / "users.json", {f"u{i:02d}@x": {"last_used": i} for i in range(25)})
+    run_import(store, path)
+    lines = run_import(store, write(path, {f"u{i:02d}@x": {"last_used": i + 1} for i in range(25)}))
+    updated = [x for x in lines if x.startswith("updated:")]
+    assert (21, "updated: ... and 5 more") == (len(updated), updated[-1])
+
+
+def test_dry_run_writes_nothing_and_reports(store: Store, tmp_path: Path) -> None:
+    run_import(store, SAMPLE)
+    before = row_state(store)
+    path = Path(shutil.copy(FULL, tmp_path / "users.json"))
+    lines = run_import(store, path, dry_run=True, backup=True)
+    assert ("dry run: imported 6 profiles: 6 created, 0 updated, 0 unchanged", before, False) == (
+        lines[-1], row_state(store), (tmp_path / "users.json.backup").exists())
+
+
+def test_backup_is_byte_identical(store: Store, tmp_path: Path) -> None:
+    path = Path(shutil.copy(FULL, tmp_path / "users.json"))
+    run_import(store, path, backup=True)
+    assert FULL.read_bytes() == (tmp_path / "users.json.backup").read_bytes()
+
+
+def test_progress_shows_on_a_terminal_only(store: Store, tmp_path: Path) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    path = write(tmp_path / "users.json", {f"u{i}@x": {"avd_name": f"a{i}"} for i in range(2000)})
+    tty, pipe = Tty(), io.StringIO()
+    import_file(store, path, dry_run=True, backup=False, out=io.StringIO(), err=tty)
+    import_file(store, path, dry_run=True, backup=False, out=io.StringIO(), err=pipe)
+    assert (True, "") == ("\rvalidating 2000/2000 (100%)\n" in tty.getvalue(), pipe.getvalue())
+
+
+# -- bad input: a one-line error, the database and the files untouched -------------------------------------
+
+BAD = {
+    "not_json": r"not valid JSON at byte 56 \(line 4, column 5\): unexpected character",
+    "truncated": r"not valid JSON at byte 76 \(line 4, column 24\): unexpected end of data",
+    "invalid_utf8": r"not valid JSON at byte 64 \(line 2, column 63\): not valid UTF-8",
+    "top_level_array": r"the top level must be an object keyed by email, got an array",
+    "profile_not_object": r"b@example\.com: a profile must be an object, got array",
+    "emulator_settings_string": r"a@example\.com: emulator_settings: expected an object or null, got string",
+    "last_used_word": r"a@example\.com: last_used: expected integer Unix seconds, got string 'yesterday'",
+    "styles_updated_yes": r"a@example\.com: styles_updated: expected a boolean, got string 'yes'",
+    "vnc_instance_float": r"a@example\.com: vnc_instance: expected an integer, got float",
+    "two_spellings": r"'Alice@Example\.com' and 'alice@example\.com' spell one email",
+    "nul_in_string": r"a@example\.com: avd_name: a NUL character cannot be stored",
+    "nul_in_section_key": r"a@example\.com: device_identifiers.*ro\.serial\\x00no.*: a NUL character cannot be stored",
+    "nul_in_preference": r"a@example\.com: preferences\.notes\[1\]: a NUL character cannot be stored",
+    "long_email": r"a{60}\.\.\.: email: email longer than 1024 bytes",
+    "integer_beyond_64_bits": r"a@example\.com: preferences\.counter: integer 123456789012345678901234 does not fit",
+    "timestamp_out_of_range": r"a@example\.com: auth_date: '0001-01-01T00:00:00\+05:00' is out of range",
+}
+
+
+def test_every_bad_file_has_a_case() -> None:  # rel_*.json belong to tests/reliability
+    assert sorted(BAD) == sorted(p.stem for p in (DATA / "bad").glob("*.json") if not p.stem.startswith("rel_"))
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_file_is_refused_with_one_line_and_nothing_changes(
+        store: Store, cli_env: Path, name: str) -> None:
+    run_import(store, SAMPLE)
+    before = (sorted_json(exported(store)), row_state(store))
+    path = Path(shutil.copy(DATA / "bad" / f"{name}.json", cli_env / "users.json"))
+    code, out, err = run_cli("import-json", str(path))
+    assert (1, "", before, False) == (
+        code, out, (sorted_json(exported(store)), row_state(store)), (cli_env / "users.json.backup").exists())
+    assert re.fullmatch(rf"kindle-store: error: {re.escape(str(path))}: {BAD[name]}.*\n", err)
+
+
+def test_schema_behind_is_refused_before_any_backup(settings: Settings, tmp_path: Path) -> None:
+    path = Path(shutil.copy(SAMPLE, tmp_path / "users.json"))
+    behind = Settings(database_url=settings.database_url, schema="kindle_never_migrated")
+    with Store(behind) as store, pytest.raises(SchemaBehind, match="run yoyo apply"):
+        import_file(store, path, dry_run=False, backup=True, out=io.StringIO(), err=io.StringIO())
+    assert not (tmp_path / "users.json.backup").exists()
+
+
+# -- verify ----------------------------------------------------------------------------------------------
+
+
+def test_verify_equal_exits_zero(store: Store) -> None:
+    run_import(store, FULL)
+    out = io.StringIO()
+    assert (0, "verify: the file and the database are equal (6 profiles)\n") == (
+        verify_file(store, FULL, out=out), out.getvalue())
+
+
+def test_verify_lists_every_difference(store: Store, tmp_path: Path) -> None:
+    run_import(store, FULL)
+    docs = load(FULL)
+    docs["alice@example.com"]["preferences"]["an_int"] = 42.0
+    docs["alice@example.com"]["device_identifiers"].pop("android_id")
+    del docs["carol@example.org"]
+    docs["zed@example.com"] = {"avd_name": None}
+    out = io.StringIO()
+    assert 1 == verify_file(store, write(tmp_path / "users.json", docs), out=out)
+    assert [
+        'alice@example.com: device_identifiers.android_id: file=<absent> db="a1b2c3d4e5f60718"',
+        "alice@example.com: preferences.an_int: file=42.0 db=42",
+        'carol@example.org: (profile): file=<absent> db={"email":"carol@example.org",'
+        '"avd_name":"KindleAVD_carol_example_org"}',
+        'zed@example.com: (profile): file={"avd_name":null} db=<absent>',
+        "verify: 4 differences (file: 6 profiles, database: 6)",
+    ] == out.getvalue().splitlines()
+
+
+# -- the command line --------------------------------------------------------------------------------------
+
+
+def test_cli_import_then_export_then_verify(cli_env: Path) -> None:
+    path = Path(shutil.copy(SAMPLE, cli_env / "users.json"))
+    code, out, _ = run_cli("import-json", str(path))
+    assert (0, "imported 5 profiles: 5 created, 0 updated, 0 unchanged") == (code, out.splitlines()[-1])
+    code, out, _ = run_cli("export-json")
+    assert (0, sorted_json(load(SAMPLE))) == (code, sorted_json(orjson.loads(out)))
+    assert (0, 0) == (run_cli("verify", str(path))[0], run_cli("import-json", "--no-backup", str(path))[0])
+
+
+def test_cli_missing_file_is_one_line(cli_env: Path) -> None:
+    code, _, err = run_cli("import-json", str(cli_env / "nope.json"))
+    assert (1, 1) == (code, len([x for x in err.splitlines() if x.startswith("kindle-store: error:")]))
+
+
+# -- the SQL keeps up with the profile model ----------------------------------------------------------------
+
+
+def test_upsert_writes_every_users_column() -> None:
+    text = queries("import")["upsert_users"].text
+    missing = [c for c in ("email", "has_preferences", *Profile.columns()) if f"EXCLUDED.{c}" not in text]
+    assert [] == missing

@@ -23,7 +23,7 @@ from kindle_store.users_file import export_documents, export_file, import_file, 
 
 DATA = Path(__file__).parent / "data"
 FULL = DATA / "users_full.json"
-SAMPLE = DATA / "users_sample.json"
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "users.json"
 
 
 def sorted_json(value: Any) -> bytes:

@@ -20,7 +20,7 @@ from kindle_store.store import Store
 from kindle_store.vnc_file import backup_path, export_document, export_file, import_file
 from kindle_store.vnc_manager import new_instance
 
-SAMPLE = Path(__file__).parent / "data" / "vnc_map_sample.json"
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vnc_instance_map.json"
 
 
 def sample() -> dict[str, Any]:

@@ -23,46 +23,46 @@ lint:
 
 # bring the schema to the newest version
 migrate:
-    kindle-store migrate
+    @kindle-store migrate
 
 # undo the newest migration
 rollback:
-    kindle-store migrate --rollback
+    @kindle-store migrate --rollback
 
 # import users.json (default $KINDLE_USERS_JSON, then user_data/users.json)
 import-json PATH="" *FLAGS:
-    kindle-store import-json {{PATH}} {{FLAGS}}
+    @kindle-store import-json {{PATH}} {{FLAGS}}
 
 # write users.json from the database (stdout, or -o PATH)
 export-json *ARGS:
-    kindle-store export-json {{ARGS}}
+    @kindle-store export-json {{ARGS}}
 
 # compare users.json with the database
 verify PATH="":
-    kindle-store verify {{PATH}}
+    @kindle-store verify {{PATH}}
 
 # import / export vnc_instance_map.json
 import-vnc PATH="" *FLAGS:
-    kindle-store import-vnc {{PATH}} {{FLAGS}}
+    @kindle-store import-vnc {{PATH}} {{FLAGS}}
 
 export-vnc *ARGS:
-    kindle-store export-vnc {{ARGS}}
+    @kindle-store export-vnc {{ARGS}}
 
 # monitoring and health
 stats *ARGS:
-    kindle-store stats {{ARGS}}
+    @kindle-store stats {{ARGS}}
 
 doctor:
-    kindle-store doctor
+    @kindle-store doctor
 
 # pg_dump of the schema to backups/kindle_<schema>_<UTC time>.dump
 db-backup *ARGS:
-    kindle-store backup {{ARGS}}
+    @kindle-store backup {{ARGS}}
 
 # restore a dump (add --clean to replace a schema that holds data)
 db-restore FILE *ARGS:
-    kindle-store restore {{FILE}} {{ARGS}}
+    @kindle-store restore {{FILE}} {{ARGS}}
 
 # the benchmarks, side by side with the alternatives (--quick for a short run)
 bench *ARGS:
-    {{python}} -m bench {{ARGS}}
+    @{{python}} -m bench {{ARGS}}

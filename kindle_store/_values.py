@@ -15,13 +15,13 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes; jsonb would keep
 _MAX_DEPTH = 128  # orjson refuses much deeper documents; this also stops a value that contains itself
 
 
-def _check_str(s: str, where: str, what: str) -> None:
+def _check_str(s: str, where: str) -> None:
     if "\x00" in s:
-        raise InvalidProfile(f"cannot store {where}: {what} contains a NUL character")
+        raise InvalidProfile(f"{where}: a NUL character cannot be stored")
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidProfile(f"cannot store {where}: {what} contains a lone surrogate") from None
+        raise InvalidProfile(f"{where}: a lone surrogate cannot be stored as UTF-8") from None
 
 
 def check_storable(value: Any, where: str) -> None:
@@ -32,27 +32,27 @@ def check_storable(value: Any, where: str) -> None:
         v, path, depth = stack.pop()
         at, t = f"{where}{path}", type(v)
         if depth > _MAX_DEPTH:
-            raise InvalidProfile(f"cannot store {where}: nested more than {_MAX_DEPTH} levels deep")
+            raise InvalidProfile(f"{where}: nested deeper than {_MAX_DEPTH} levels")
         if v is None or t is bool:
             continue
         if t is str:
-            _check_str(v, at, "a string")
+            _check_str(v, at)
         elif t is int:
             if not _INT_MIN <= v <= _INT_MAX:
-                raise InvalidProfile(f"cannot store {at}: integer {v} is outside the 64-bit range")
+                raise InvalidProfile(f"{at}: integer {v} does not fit in 64 bits")
         elif t is float:
             if not math.isfinite(v):
-                raise InvalidProfile(f"cannot store {at}: {v} is not a JSON number")
+                raise InvalidProfile(f"{at}: {v} cannot be written as JSON")
         elif t is dict:
             for k, item in v.items():
                 if type(k) is not str:
-                    raise InvalidProfile(f"cannot store {at}: key {k!r} is not a string")
-                _check_str(k, at, f"key {k!r}")
-                stack.append((item, f"{path}[{k!r}]", depth + 1))
+                    raise InvalidProfile(f"{at}: key {k!r} is not a string")
+                _check_str(k, f"{at}: key {k[:40]!r}")
+                stack.append((item, f"{path}.{k[:40]}", depth + 1))
         elif t is list:
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
         else:
-            raise InvalidProfile(f"cannot store {at}: {t.__name__} is not a JSON type")
+            raise InvalidProfile(f"{at}: {t.__name__} is not a JSON value")
 
 
 def check_user_field(field: str, value: Any, section: str | None = None) -> None:

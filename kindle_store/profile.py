@@ -8,13 +8,13 @@ Every well-known field has a typed column. A key whose exact JSON value the colu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
 from typing import Any, ClassVar, NamedTuple
 
+from ._values import check_storable as check_value
 from .errors import InvalidProfile
 
 __all__ = [
@@ -30,9 +30,7 @@ __all__ = [
 ]
 
 MAX_EMAIL_BYTES = 1024
-MAX_DEPTH = 128
 _INT32 = 2**31
-_INT64 = 2**63
 
 
 class Kind(Enum):
@@ -118,38 +116,6 @@ def render(kind: Kind, col: Any) -> Any:
     if kind in (Kind.EPOCH, Kind.EPOCH_OR_ISO):
         return int(col.timestamp())
     return col
-
-
-def check_value(v: Any, where: str, depth: int = 0) -> None:
-    """Refuse what PostgreSQL or JSON cannot hold exactly: NUL, lone surrogates, NaN/Infinity, > 64-bit ints."""
-    t = type(v)
-    if t is str:
-        if "\x00" in v:
-            raise InvalidProfile(f"{where}: a NUL character cannot be stored")
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidProfile(f"{where}: a lone surrogate cannot be stored as UTF-8") from None
-    elif t is float:
-        if not math.isfinite(v):
-            raise InvalidProfile(f"{where}: {v} cannot be written as JSON")
-    elif t is int:
-        if not -_INT64 <= v < 2**64:
-            raise InvalidProfile(f"{where}: {v} does not fit in 64 bits")
-    elif t is dict or t is list:
-        if depth >= MAX_DEPTH:
-            raise InvalidProfile(f"{where}: nested deeper than {MAX_DEPTH} levels")
-        if t is dict:
-            for k, item in v.items():
-                if type(k) is not str:
-                    raise InvalidProfile(f"{where}: object key {k!r} is not a string")
-                check_value(k, f"{where}.{k[:40]}", depth + 1)
-                check_value(item, f"{where}.{k[:40]}", depth + 1)
-        else:
-            for i, item in enumerate(v):
-                check_value(item, f"{where}[{i}]", depth + 1)
-    elif not (v is None or t is bool):
-        raise InvalidProfile(f"{where}: {_type_name(v)} is not a JSON value")
 
 
 def check_email(email: Any, where: str = "email") -> str:

@@ -1,0 +1,1 @@
+"""The contenders kindle_store is measured against: `orm` (SQLAlchemy 2.0), `floor` (raw psycopg), `jsonfile`."""

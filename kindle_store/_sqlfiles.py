@@ -51,6 +51,7 @@ class Query:
     _cache: dict[tuple[tuple[str, str], ...], sql.Composed] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _rendered: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def compose(self, schema: str, **idents: str) -> sql.Composed:
         """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
@@ -72,8 +73,14 @@ class Query:
         missing = set(self.params) - set(params)
         if missing:
             raise TypeError(f"{self.name}: missing parameters {sorted(missing)}")
+        # The composed statement is rendered once (identifier quoting does not vary between our connections):
+        # psycopg then recognises the same bytes and skips re-parsing the placeholders.
+        key = (schema, *sorted(idents.items()))
+        text = self._rendered.get(key)
+        if text is None:
+            text = self._rendered[key] = self.compose(schema, **idents).as_bytes(conn)
         cur = conn.cursor(row_factory=row_factory)
-        cur.execute(self.compose(schema, **idents), params)
+        cur.execute(text, params)
         return cur
 
     def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None, *,

@@ -182,10 +182,15 @@ class Profiles:
         Raises ProfileNotFound for an unknown email. If the block raises, nothing is written (the caller's
         transaction decides the rest). Must run inside a transaction.
         """
-        user_id = self._one(conn, "lock_profile", {"email": email})
-        if user_id is None:
+        # Lock, then read: two statements sent together (one round trip). In READ COMMITTED the read takes its
+        # snapshot after the lock is granted, so it sees the last committed writer's profile.
+        with conn.pipeline():
+            locked = Q["lock_profile"].cursor(conn, self.schema, {"email": email})
+            read = Q["get_profile"].cursor(conn, self.schema, {"email": email}, row_factory=dict_row)
+        row = read.fetchone() if locked.fetchone() is not None else None
+        if row is None:
             raise ProfileNotFound(f"no profile for {email!r}")
-        (before,) = self._profiles(conn, "get_profile_by_id", {"id": user_id})
+        before = Profile.from_row(row)
         old = before.to_dict()
         doc = copy.deepcopy(old)
         yield doc

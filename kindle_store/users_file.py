@@ -270,6 +270,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     with store.connection() as conn:
         if not dry_run:
             Q["lock_users"].run(conn, schema)
+        Q["no_jit"].run(conn, schema)
         found = Q["existing_profiles"].run(conn, schema, {"emails": list(doc)}, row_factory=dict_row)
         old = {r["file_email"]: Profile.from_row(r) for r in found}
         kept = int(Q["count_profiles"].run(conn, schema)) - len(old)

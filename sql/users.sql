@@ -6,10 +6,6 @@
 -- The whole profile of one email, matched case-insensitively; no row if there is none.
 SELECT * FROM {schema}.profile_rows WHERE lower(email) = lower(:email)
 
--- name: get_profile_by_id(id) :one
--- The whole profile with this id; no row if there is none.
-SELECT * FROM {schema}.profile_rows WHERE id = :id
-
 -- name: list_profiles() :many
 -- Every profile, oldest first.
 SELECT * FROM {schema}.profile_rows ORDER BY id

@@ -11,10 +11,25 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from .avd import AVDProfileManager
+from .errors import InvalidProfile, ProfileNotFound
+from .profile import check_email, check_value
 from .store import Store
 
 __all__ = ["DbProfileManager"]
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def _may_exist(email: Any) -> bool:
+    """False for an email no stored profile can have (NUL, lone surrogate, empty...): looking it up finds nothing."""
+    try:
+        check_email(email)
+    except InvalidProfile:
+        return False
+    return True
 
 
 class DbProfileManager(AVDProfileManager):
@@ -35,6 +50,8 @@ class DbProfileManager(AVDProfileManager):
         self.store.close()
 
     def get_profile_for_email(self, email: str) -> dict[str, Any] | None:
+        if not _may_exist(email):
+            return None
         p = self.store.call(lambda c: self.profiles.get(c, email), idempotent=True)
         return None if p is None else p.to_dict()
 
@@ -42,6 +59,7 @@ class DbProfileManager(AVDProfileManager):
         return {p.email: p.to_dict() for p in self.store.call(self.profiles.all, idempotent=True)}
 
     def get_recently_used_profiles(self, limit: int = 10) -> list[dict[str, Any]]:
+        limit = max(0, min(limit, _BIGINT_MAX))  # LIMIT is a bigint; a negative limit gives [] as in JSON
         found = self.store.call(lambda c: self.profiles.recent(c, limit), idempotent=True)
         return [p.to_dict() for p in found]
 
@@ -51,10 +69,16 @@ class DbProfileManager(AVDProfileManager):
                                idempotent=False)
 
     def set_user_field(self, email: str, field: str, value: Any, section: str | None = None) -> bool:
+        if not _may_exist(email):
+            for part in (field, section, value):  # bad input is refused before "no such profile"
+                check_value(part, f"{email!r}: {field!r}")
+            return False
         return self.store.call(lambda c: self.profiles.set_field(c, email, field, value, section),
                                idempotent=True, transaction=self.profiles.needs_edit(field, section))
 
     def update_auth_state(self, email: str, authenticated: bool) -> bool:
+        if not _may_exist(email):
+            return False
         now = datetime.now()  # fixed before the call, so a retry writes the same stamp
         return self.store.call(lambda c: self.profiles.update_auth_state(c, email, authenticated, now),
                                idempotent=True)
@@ -68,8 +92,14 @@ class DbProfileManager(AVDProfileManager):
     def edit_profile(self, email: str) -> Iterator[dict[str, Any]]:
         # Taking the lock and reading is retried like any read; once the block has run it cannot be re-run,
         # so a failure while writing back propagates (nothing of the block is then committed).
+        if not _may_exist(email):
+            raise ProfileNotFound(f"no profile for {email!r}")
         doc, stack = self.store.enter(
             lambda st: st.enter_context(self.profiles.edit(st.enter_context(self.store.connection()), email)),
             idempotent=True)
-        with stack:
+        with self.store.translated(), stack:
             yield doc
+            try:
+                orjson.dumps(doc)  # a non-string key or a non-JSON type is bad input, not a TypeError later
+            except TypeError as e:
+                raise InvalidProfile(f"{email}: the profile is not JSON: {e}") from None

@@ -13,6 +13,7 @@ __all__ = [
     "ProfileNotFound",
     "SchemaBehind",
     "SqlFileError",
+    "StatementTimeout",
 ]
 
 
@@ -57,3 +58,7 @@ class ConnectionLost(KindleStoreError):
 
 class PoolTimeout(KindleStoreError):
     """No pooled connection became free in time (KINDLE_POOL_TIMEOUT); the database is overloaded or down."""
+
+
+class StatementTimeout(KindleStoreError):
+    """The server cancelled a statement that ran past KINDLE_STATEMENT_TIMEOUT_MS; nothing of it was committed."""

@@ -14,15 +14,15 @@ from typing import Any, Self, TypeVar
 
 import orjson
 import psycopg_pool
-from psycopg import Connection, OperationalError
-from psycopg.errors import DeadlockDetected, SerializationFailure, TransactionRollback
+from psycopg import Connection, InternalError, OperationalError
+from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure, TransactionRollback
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
-from .errors import ConnectionLost, PoolTimeout
+from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
 from .profiles import Profiles
-from .settings import Settings, mask_url
+from .settings import Settings, mask_url, scrub
 
 __all__ = ["RETRY_ATTEMPTS", "Store"]
 
@@ -32,10 +32,30 @@ RETRY_ATTEMPTS = 5
 #: SQLSTATE class 40: the server rolled the statement back, nothing of it was committed
 ROLLED_BACK = (TransactionRollback, SerializationFailure, DeadlockDetected)
 
+#: the pool's own errors (closed, too many waiting): OperationalError without a SQLSTATE, yet no lost connection
+_POOL_ERRORS = (psycopg_pool.PoolClosed, psycopg_pool.TooManyRequests, psycopg_pool.PoolTimeout)
+
 logger = logging.getLogger("kindle_store")
 
 # Pools abandoned in a forked child: never closed there (closing would end the parent's sessions), never freed.
 _ABANDONED: list[ConnectionPool] = []
+
+
+def _raised_in_psycopg(e: BaseException) -> bool:
+    """True if the innermost frame of `e` is psycopg's own code."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("psycopg")
+
+
+def _unwind(stack: ExitStack, e: BaseException) -> None:
+    """Close `stack` as `e` unwinds it: a connection in it rolls back rather than commits, and a second failure
+    while releasing it (the connection is gone too) does not hide `e`, the error the caller is told about."""
+    try:
+        stack.__exit__(type(e), e, e.__traceback__)
+    except Exception:
+        logger.debug("error ignored while releasing after %r", e, exc_info=True)
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -132,6 +152,13 @@ class Store:
         try:
             yield conn
         except BaseException as e:
+            if isinstance(e, IndexError) and _raised_in_psycopg(e):
+                # psycopg lost count of its pipeline's results (a pooler passed on a killed server's FATAL where
+                # none was due): the session is unusable, so this is a lost connection, never handed out again
+                conn.close()
+                lost = OperationalError(f"the connection broke mid-protocol (IndexError: {e})")
+                cm.__exit__(type(lost), lost, None)
+                raise lost from e
             if not cm.__exit__(type(e), e, e.__traceback__):
                 raise
         else:
@@ -160,6 +187,7 @@ class Store:
         A statement the server rolled back (deadlock, serialization failure) is run again, with backoff, up to
         RETRY_ATTEMPTS times: nothing of it was committed. After a lost connection the outcome is unknown, so
         only an `idempotent` call is run once more, on a fresh connection; otherwise ConnectionLost is raised.
+        A statement timeout raises StatementTimeout and is never retried.
         """
         def once(_: ExitStack) -> T:
             with self.connection() if transaction else self.autocommit() as conn:
@@ -175,25 +203,54 @@ class Store:
             stack = ExitStack()
             try:
                 return opener(stack), stack
-            except ROLLED_BACK:
-                stack.close()
+            except ROLLED_BACK as e:
+                _unwind(stack, e)
                 if attempt == RETRY_ATTEMPTS:
                     raise
                 logger.info("statement rolled back by the server (attempt %d), retrying", attempt)
-            except OperationalError as e:
-                stack.close()
-                if not lost_retry:
-                    raise ConnectionLost(f"connection to {mask_url(self.settings.database_url)} lost: "
-                                         f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from e
+            except (OperationalError, InternalError) as e:
+                _unwind(stack, e)
+                mine = self._failure(e)
+                if mine is None:
+                    raise  # an error on a live session (lock timeout...): not a lost connection
+                if not (lost_retry and isinstance(mine, ConnectionLost)):
+                    raise mine from e
                 lost_retry = False
                 logger.info("connection lost, retrying once on a fresh connection")
                 self.pool.check()  # drop every broken idle connection before trying again
-            except BaseException:
-                stack.close()
+            except BaseException as e:
+                _unwind(stack, e)
                 raise
             time.sleep(delay * (1 + random.random()))
             delay *= 2
         raise AssertionError("unreachable")
+
+    def _failure(self, e: OperationalError | InternalError) -> KindleStoreError | None:
+        """The error of ours `e` stands for: StatementTimeout, ConnectionLost, or None (let `e` through)."""
+        first = scrub(str(e).strip().splitlines()[0] if str(e).strip() else repr(e), self.settings.database_url)
+        where = mask_url(self.settings.database_url)
+        if isinstance(e, QueryCanceled) and "statement timeout" in first:
+            return StatementTimeout(f"statement cancelled by statement_timeout (KINDLE_STATEMENT_TIMEOUT_MS="
+                                    f"{self.settings.statement_timeout_ms}) on {where}: {first}")
+        if isinstance(e, _POOL_ERRORS):
+            return None
+        # Class 57 and 55 errors are OperationalError too, on a live session; the session is gone only when the
+        # client saw the socket die or the protocol go astray (no SQLSTATE: PgBouncer can pass on the FATAL of a
+        # killed server after the command's own result), on a class 08 error, or when the server ended it (FATAL).
+        if e.sqlstate is None or e.sqlstate.startswith("08") or e.diag.severity_nonlocalized in ("FATAL", "PANIC"):
+            return ConnectionLost(f"connection to {where} lost: {first}")
+        return None
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """Raise a lost connection as ConnectionLost and a statement timeout as StatementTimeout."""
+        try:
+            yield
+        except (OperationalError, InternalError) as e:
+            mine = self._failure(e)
+            if mine is None:
+                raise
+            raise mine from e
 
     def require_current_schema(self) -> None:
         """Raise SchemaBehind unless the schema has every migration of this package."""

@@ -106,7 +106,7 @@ class Store:
             kwargs["options"] = f"-c statement_timeout={int(s.statement_timeout_ms)}"
         self._pool = ConnectionPool(
             s.database_url, min_size=s.min_size, max_size=s.max_size, timeout=s.timeout, kwargs=kwargs,
-            configure=self._configure, check=self._check, reset=self._reset, open=False,
+            configure=self._configure, check=self._check, open=False,
             name=f"kindle_store[{s.schema}]",
         )
         self._pool.open(wait=wait, timeout=s.timeout)
@@ -162,6 +162,9 @@ class Store:
             if not cm.__exit__(type(e), e, e.__traceback__):
                 raise
         else:
+            # Stamped here rather than in a pool `reset` callback: with one, psycopg_pool returns every
+            # connection through its worker thread, which costs a thread switch per call.
+            self._returned[conn] = time.monotonic()
             cm.__exit__(None, None, None)
 
     @contextmanager
@@ -267,5 +270,3 @@ class Store:
         if returned is None or time.monotonic() - returned > self.check_idle_s:
             ConnectionPool.check_connection(conn)
 
-    def _reset(self, conn: Connection[Any]) -> None:
-        self._returned[conn] = time.monotonic()

@@ -153,7 +153,9 @@ class Profiles:
                 if section is None:
                     doc[key] = value
                 else:
-                    target = doc.setdefault(section, {})
+                    target = doc.get(section)
+                    if target is None:  # absent, or stored as null: the section is created
+                        target = doc[section] = {}
                     if type(target) is not dict:
                         raise InvalidProfile(f"{email}: {section} is not an object, cannot set {section}.{key}")
                     target[key] = value

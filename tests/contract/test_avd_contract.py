@@ -639,3 +639,9 @@ def test_get_instance_refuses_a_malformed_flag(json_env: Path, monkeypatch: pyte
     monkeypatch.setenv("USE_DATABASE_PROFILE_MANAGER", "maybe")
     with pytest.raises(ConfigurationError, match="USE_DATABASE_PROFILE_MANAGER"):
         AVDProfileManager.get_instance()
+
+
+def test_set_field_in_a_null_custom_section_creates_it(avd: Manager, alice: str) -> None:
+    avd.set_user_field(alice, "custom", None)
+    avd.set_user_field(alice, "k", 1, section="custom")
+    assert {"k": 1} == avd.get_user_field(alice, "custom")

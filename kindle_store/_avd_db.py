@@ -15,21 +15,12 @@ import orjson
 
 from .avd import AVDProfileManager
 from .errors import InvalidProfile, ProfileNotFound
-from .profile import check_email, check_value
+from .profile import check_value, is_storable_email
 from .store import Store
 
 __all__ = ["DbProfileManager"]
 
 _BIGINT_MAX = 2**63 - 1
-
-
-def _may_exist(email: Any) -> bool:
-    """False for an email no stored profile can have (NUL, lone surrogate, empty...): looking it up finds nothing."""
-    try:
-        check_email(email)
-    except InvalidProfile:
-        return False
-    return True
 
 
 class DbProfileManager(AVDProfileManager):
@@ -50,7 +41,7 @@ class DbProfileManager(AVDProfileManager):
         self.store.close()
 
     def get_profile_for_email(self, email: str) -> dict[str, Any] | None:
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return None
         p = self.store.call(lambda c: self.profiles.get(c, email), idempotent=True)
         return None if p is None else p.to_dict()
@@ -69,7 +60,7 @@ class DbProfileManager(AVDProfileManager):
                                idempotent=False)
 
     def set_user_field(self, email: str, field: str, value: Any, section: str | None = None) -> bool:
-        if not _may_exist(email):
+        if not is_storable_email(email):
             for part in (field, section, value):  # bad input is refused before "no such profile"
                 check_value(part, f"{email!r}: {field!r}")
             return False
@@ -77,7 +68,7 @@ class DbProfileManager(AVDProfileManager):
                                idempotent=True, transaction=self.profiles.needs_edit(field, section))
 
     def update_auth_state(self, email: str, authenticated: bool) -> bool:
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return False
         now = datetime.now()  # fixed before the call, so a retry writes the same stamp
         return self.store.call(lambda c: self.profiles.update_auth_state(c, email, authenticated, now),
@@ -92,7 +83,7 @@ class DbProfileManager(AVDProfileManager):
     def edit_profile(self, email: str) -> Iterator[dict[str, Any]]:
         # Taking the lock and reading is retried like any read; once the block has run it cannot be re-run,
         # so a failure while writing back propagates (nothing of the block is then committed).
-        if not _may_exist(email):
+        if not is_storable_email(email):
             raise ProfileNotFound(f"no profile for {email!r}")
         doc, stack = self.store.enter(
             lambda st: st.enter_context(self.profiles.edit(st.enter_context(self.store.connection()), email)),

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
 
 from psycopg.errors import UniqueViolation
 
 from .errors import InvalidProfile
-from .profile import check_email, check_value
+from .profile import check_email, check_value, is_storable_email
 from .store import Store
 from .vnc import VncInstance, VncInstances
 from .vnc_manager import Instance, VNCInstanceManager
@@ -30,15 +29,6 @@ logger = logging.getLogger("kindle_store")
 #: how often assign_instance_to_profile runs its statement in all before it gives up
 ASSIGN_ATTEMPTS = 5
 _INT32 = 2**31
-
-
-def _may_exist(email: Any) -> bool:
-    """False for an email no slot can be assigned to (not a string, empty, NUL...): it holds nothing."""
-    try:
-        check_email(email)
-    except InvalidProfile:
-        return False
-    return True
 
 
 def _dict(inst: VncInstance | None) -> Instance | None:
@@ -104,14 +94,14 @@ class DbVncManager(VNCInstanceManager):
 
     def release_instance_from_profile(self, email: str) -> bool:
         """Clear the email's assignment, emulator id and Appium state; False if it holds no instance."""
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return False
         # not idempotent: after a lost commit, a second run would answer False for a slot it just freed
         return self.store.call(lambda c: self.instances.release(c, email), idempotent=False)
 
     def get_instance_for_profile(self, email: str) -> Instance | None:
         """The instance assigned to the email; None if there is none."""
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return None
         return _dict(self.store.call(lambda c: self.instances.get(c, email), idempotent=True))
 
@@ -121,7 +111,7 @@ class DbVncManager(VNCInstanceManager):
             if type(emulator_id) is not str:
                 raise InvalidProfile(f"emulator_id must be a string or None, got {type(emulator_id).__name__}")
             check_value(emulator_id, "emulator_id")
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return False
         return self.store.call(lambda c: self.instances.set_emulator_id(c, email, emulator_id), idempotent=True)
 
@@ -141,7 +131,7 @@ class DbVncManager(VNCInstanceManager):
 
     def mark_running_for_deployment(self, email: str, should_restart: bool = True) -> bool:
         """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
-        if not _may_exist(email):
+        if not is_storable_email(email):
             return False
         running = bool(should_restart)
         return self.store.call(lambda c: self.instances.mark_running(c, email, running), idempotent=True)

@@ -16,7 +16,7 @@ import orjson
 
 from .errors import KindleStoreError
 
-__all__ = ["InvalidJsonFile", "LockedJsonFile"]
+__all__ = ["InvalidJsonFile", "LockedJsonFile", "atomic_write"]
 
 # Paths whose exclusive lock the current thread holds, with the pid that took it (a forked child holds none).
 _held = threading.local()
@@ -129,23 +129,33 @@ class LockedJsonFile:
             ) from e
 
     def _replace(self, data: bytes) -> None:
-        try:
-            mode = self.path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, lambda write: write(data))
+
+
+def atomic_write(path: Path, write_all: Callable[[Callable[[bytes], Any]], None], like: Path | None = None) -> None:
+    """Replace `path` all at once through a temporary file in its directory (write, fsync, rename, fsync the
+    directory): a reader sees the old file or the new one, never a part. The file keeps its permissions, or
+    takes those of `like`; a new one gets the umask's."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_all(f.write)
+            f.flush()
+            source = like if like is not None and like.exists() else path if path.exists() else None
+            if source is not None:
+                mode = source.stat().st_mode & 0o7777
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -128,6 +128,15 @@ def check_email(email: Any, where: str = "email") -> str:
     return email
 
 
+def is_storable_email(email: Any) -> bool:
+    """False for an email no profile or slot can have (not a string, empty, NUL, too long): it matches nothing."""
+    try:
+        check_email(email)
+    except InvalidProfile:
+        return False
+    return True
+
+
 def col(kind: Kind, key: str | None = None) -> Any:
     """A typed column; `key` is its JSON key when that differs from the attribute name."""
     return field(default=None, metadata={"kind": kind, "key": key})

@@ -8,8 +8,6 @@ fixed handful of set-based statements (sql/import.sql). Profiles the file lacks 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 
 from .errors import InvalidProfile, InvalidUsersFile
+from .jsonfile import atomic_write
 from .migrate import require_current
 from .profile import SECTIONS, Profile, Section, check_email
 from .profiles import same_json
@@ -205,32 +204,6 @@ def _write(conn: Connection[Any], schema: str, rows: list[bytes]) -> None:
     Q["insert_preferences"].run(conn, schema)
 
 
-def _atomic_write(path: Path, write_all: Callable[[Callable[[bytes], Any]], None], like: Path | None) -> None:
-    """Write `path` through a temporary file in its directory: fsync, rename; readers see old or new."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_all(f.write)
-            f.flush()
-            os.fsync(f.fileno())
-        source = like if like is not None and like.exists() else path if path.exists() else None
-        if source is not None:
-            os.chmod(tmp, source.stat().st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class _Progress:
     """A one-line progress count on a terminal's stderr; silent elsewhere or for small files."""
 
@@ -263,7 +236,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
         require_current(conn, store.schema)
     backup_path = path.with_name(path.name + ".backup") if backup and not dry_run else None
     if backup_path is not None:
-        _atomic_write(backup_path, lambda write: write(data), like=path)
+        atomic_write(backup_path, lambda write: write(data), like=path)
     schema = store.schema
     created: list[str] = []
     updated: list[str] = []
@@ -360,7 +333,7 @@ def export_file(store: Store, output: Path | None, *, out: TextIO) -> int:
         nonlocal count
         count = _users_json(export_documents(store), write)
 
-    _atomic_write(output, write_all, like=None)
+    atomic_write(output, write_all, like=None)
     print(f"exported {count} profiles to {output}", file=out)
     return 0
 

@@ -12,8 +12,6 @@ slots by id, with the file's other top-level keys as they were imported.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from psycopg import Connection, IsolationLevel
 
 from ._values import email_key
 from .errors import InvalidVncFile
+from .jsonfile import atomic_write
 from .profiles import same_json
 from .store import Store
 from .vnc import PORT_KEYS, VncInstance, VncInstances, check_json, json_type
@@ -213,7 +212,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     store.require_current_schema()
     backup_to = backup_path(path) if backup and not dry_run else None
     if backup_to is not None:
-        write_atomic(backup_to, raw, like=path)
+        atomic_write(backup_to, lambda write: write(raw), like=path)
     repo = VncInstances(store.schema)
     with store.connection() as conn:
         summary = apply_map(conn, repo, vmap, where, lock=not dry_run)
@@ -260,36 +259,7 @@ def export_file(store: Store, output: Path | None, *, out: TextIO) -> int:
     if output is None:
         out.write(data.decode("utf-8") + "\n")
     else:
-        write_atomic(output, data)
+        atomic_write(output, lambda write: write(data))
         print(f"exported {len(doc['instances'])} instances to {output}", file=out)
     return 0
 
-
-def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
-    """Replace `path` with `data` all at once (a reader sees the old file or the new one, never a part).
-
-    The file keeps its permissions, or takes those of `like`; a new one gets the umask's.
-    """
-    source = like if like is not None and like.exists() else path if path.exists() else None
-    if source is not None:
-        mode = source.stat().st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -31,7 +31,8 @@ Q = queries("import")
 _SORTED = orjson.OPT_SORT_KEYS
 _SHOW_UPDATED = 20
 _PROGRESS_MIN = 2000
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]}
+# control characters and the other line breaks str.splitlines() knows (NEL, LS, PS): an error stays one line
+_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}" for i in [*range(32), 127, 0x85, 0x2028, 0x2029]}
 _DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit to "0", the rest to " "
 
 

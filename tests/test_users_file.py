@@ -366,3 +366,10 @@ def test_upsert_writes_every_users_column() -> None:
     text = queries("import")["upsert_users"].text
     missing = [c for c in ("email", "has_preferences", *Profile.columns()) if f"EXCLUDED.{c}" not in text]
     assert [] == missing
+
+
+@pytest.mark.parametrize("sep", ["\n", "\r", "\x85", "\u2028", "\u2029"], ids=["LF", "CR", "NEL", "LS", "PS"])
+def test_an_error_naming_a_line_break_stays_one_line(sep: str) -> None:
+    from kindle_store.users_file import _one_line
+
+    assert 1 == len(_one_line(f"bad{sep}email: key: wrong").splitlines())

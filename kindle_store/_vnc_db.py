@@ -18,7 +18,7 @@ from psycopg.errors import UniqueViolation
 
 from .errors import InvalidProfile
 from .profile import check_email, check_value, is_storable_email
-from .store import Store
+from .store import Store, shared_store
 from .vnc import VncInstance, VncInstances
 from .vnc_manager import Instance, VNCInstanceManager
 
@@ -39,7 +39,7 @@ class DbVncManager(VNCInstanceManager):
     """Slots in PostgreSQL; every method is atomic, and no two emails ever share a slot."""
 
     def __init__(self, store: Store, *, owns_store: bool = False) -> None:
-        """A manager on `store`; close() closes the store only if `owns_store` (from_env's store)."""
+        """A manager on `store`; close() closes the store only if `owns_store`."""
         self.store = store
         self.instances = VncInstances(store.schema)
         self._owns_store = owns_store
@@ -49,17 +49,11 @@ class DbVncManager(VNCInstanceManager):
 
     @classmethod
     def from_env(cls) -> DbVncManager:
-        """The manager on DATABASE_URL / KINDLE_SCHEMA; SchemaBehind if the schema needs migrating."""
-        store = Store.from_env()
-        try:
-            store.require_current_schema()
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, owns_store=True)
+        """The manager on the process-wide store (DATABASE_URL / KINDLE_SCHEMA); SchemaBehind if it is behind."""
+        return cls(shared_store())
 
     def close(self) -> None:
-        """Close the store if this manager opened it; idempotent."""
+        """Close the store if this manager owns it; idempotent."""
         if self._owns_store:
             self.store.close()
 

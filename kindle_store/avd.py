@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import threading
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any
 
+from ._process import ProcessWide
 from ._values import check_storable, check_user_field
 from .settings import truthy
 
@@ -22,30 +22,21 @@ _MISSING = object()
 class AVDProfileManager(ABC):
     """Profiles keyed by email (matched case-insensitively); backends implement the abstract core."""
 
-    _instance: ClassVar[AVDProfileManager | None] = None
-    _instance_pid: ClassVar[int] = 0
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
     # -- the process-wide manager ------------------------------------------------------------------
 
     @classmethod
     def get_instance(cls) -> AVDProfileManager:
         """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON file."""
-        with AVDProfileManager._instance_lock:
-            pid = os.getpid()
-            # After fork the parent's manager (and its pool) belongs to the parent: build a new one.
-            if AVDProfileManager._instance is None or AVDProfileManager._instance_pid != pid:
-                AVDProfileManager._instance = _from_env()
-                AVDProfileManager._instance_pid = pid
-            return AVDProfileManager._instance
+        return _PROCESS_WIDE.get()
 
     @classmethod
     def reset_instance(cls) -> None:
-        """Close and forget the process-wide manager (tests, or after changing the environment)."""
-        with AVDProfileManager._instance_lock:
-            inst, AVDProfileManager._instance = AVDProfileManager._instance, None
-            if inst is not None and AVDProfileManager._instance_pid == os.getpid():
-                inst.close()
+        """Close and forget the process-wide manager and its pool (tests, or after changing the environment)."""
+        from .store import reset_shared_store
+
+        _PROCESS_WIDE.reset()
+        reset_shared_store()
 
     # -- the abstract core -------------------------------------------------------------------------
 
@@ -127,13 +118,6 @@ class AVDProfileManager(ABC):
 
 
 
-def _new_lock_in_child() -> None:
-    AVDProfileManager._instance_lock = threading.Lock()  # another thread may have held it at fork time
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
-
-
 def _from_env() -> AVDProfileManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
         from ._avd_db import DbProfileManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -143,3 +127,6 @@ def _from_env() -> AVDProfileManager:
     from ._avd_json import JsonProfileManager
 
     return JsonProfileManager(os.environ.get("KINDLE_USERS_JSON", "user_data/users.json"))
+
+
+_PROCESS_WIDE: ProcessWide[AVDProfileManager] = ProcessWide(_from_env, lambda m: m.close())

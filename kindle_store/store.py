@@ -19,12 +19,13 @@ from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
+from ._process import ProcessWide
 from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
 from .profiles import Profiles
 from .settings import Settings, mask_url, scrub
 
-__all__ = ["RETRY_ATTEMPTS", "Store"]
+__all__ = ["RETRY_ATTEMPTS", "Store", "reset_shared_store", "shared_store"]
 
 T = TypeVar("T")
 #: how often a statement the server rolled back (deadlock, serialization failure) is tried in all
@@ -270,3 +271,25 @@ class Store:
         if returned is None or time.monotonic() - returned > self.check_idle_s:
             ConnectionPool.check_connection(conn)
 
+
+def _checked_from_env() -> Store:
+    store = Store.from_env()
+    try:
+        store.require_current_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+_SHARED: ProcessWide[Store] = ProcessWide(_checked_from_env, Store.close)
+
+
+def shared_store() -> Store:
+    """The process-wide store both managers' get_instance() use (one pool per process); schema checked once."""
+    return _SHARED.get()
+
+
+def reset_shared_store() -> None:
+    """Close and forget the process-wide store; the next shared_store() reads the environment again."""
+    _SHARED.reset()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import threading
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any
 
+from ._process import ProcessWide
 from .settings import truthy
 
 __all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "new_instance", "ports_for"]
@@ -62,28 +62,19 @@ def new_instance(n: int, assigned_profile: str | None = None) -> Instance:
 class VNCInstanceManager(ABC):
     """VNC/emulator slots assigned to emails (matched case-insensitively); backends implement the core."""
 
-    _instance: ClassVar[VNCInstanceManager | None] = None
-    _instance_pid: ClassVar[int] = 0
-    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
     def get_instance(cls) -> VNCInstanceManager:
         """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON files."""
-        with VNCInstanceManager._instance_lock:
-            pid = os.getpid()
-            # After fork the parent's manager (and its pool) belongs to the parent: build a new one.
-            if VNCInstanceManager._instance is None or VNCInstanceManager._instance_pid != pid:
-                VNCInstanceManager._instance = _from_env()
-                VNCInstanceManager._instance_pid = pid
-            return VNCInstanceManager._instance
+        return _PROCESS_WIDE.get()
 
     @classmethod
     def reset_instance(cls) -> None:
-        """Close and forget the process-wide manager (tests, or after changing the environment)."""
-        with VNCInstanceManager._instance_lock:
-            inst, VNCInstanceManager._instance = VNCInstanceManager._instance, None
-            if inst is not None and VNCInstanceManager._instance_pid == os.getpid():
-                inst.close()
+        """Close and forget the process-wide manager and its pool (tests, or after changing the environment)."""
+        from .store import reset_shared_store
+
+        _PROCESS_WIDE.reset()
+        reset_shared_store()
 
     # -- the abstract core -------------------------------------------------------------------------
 
@@ -165,13 +156,6 @@ class VNCInstanceManager(ABC):
 
 
 
-def _new_lock_in_child() -> None:
-    VNCInstanceManager._instance_lock = threading.Lock()  # another thread may have held it at fork time
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
-
-
 def _from_env() -> VNCInstanceManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
         from ._vnc_db import DbVncManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -184,3 +168,6 @@ def _from_env() -> VNCInstanceManager:
         os.environ.get("KINDLE_VNC_MAP_JSON", "user_data/vnc_instance_map.json"),
         os.environ.get("KINDLE_USERS_JSON", "user_data/users.json"),
     )
+
+
+_PROCESS_WIDE: ProcessWide[VNCInstanceManager] = ProcessWide(_from_env, lambda m: m.close())

@@ -50,3 +50,23 @@ def test_switch_over_and_back_loses_nothing(tmp_path: Path, monkeypatch: pytest.
         back.get_user_field("Ann@x", "ratio", section="preferences"),
     )
     AVDProfileManager.reset_instance()
+
+
+def test_both_managers_share_one_pool_per_process(monkeypatch: pytest.MonkeyPatch, settings: Settings,
+                                                  store: object) -> None:
+    from kindle_store.vnc_manager import VNCInstanceManager
+
+    monkeypatch.setenv("USE_DATABASE_PROFILE_MANAGER", "true")
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("KINDLE_SCHEMA", settings.schema)
+    if settings.prepare_threshold is None:
+        monkeypatch.setenv("KINDLE_PREPARE_THRESHOLD", "off")
+    AVDProfileManager.reset_instance()
+    VNCInstanceManager.reset_instance()
+    try:
+        avd, vnc = AVDProfileManager.get_instance(), VNCInstanceManager.get_instance()
+        avd.register_profile("pool@x", "AVD")
+        assert (True, 1) == (avd.store is vnc.store, vnc.assign_instance_to_profile("pool@x")["id"])  # type: ignore[attr-defined,index]
+    finally:
+        AVDProfileManager.reset_instance()
+        VNCInstanceManager.reset_instance()

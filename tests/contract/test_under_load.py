@@ -22,7 +22,7 @@ def _db_manager(settings: Settings) -> AVDProfileManager:
     from kindle_store._avd_db import DbProfileManager
     from kindle_store.store import Store
 
-    return DbProfileManager(Store(dataclasses.replace(settings, min_size=1, max_size=1)))
+    return DbProfileManager(Store(dataclasses.replace(settings, min_size=1, max_size=1)), owns_store=True)
 
 
 @pytest.fixture(params=["json", "db"])

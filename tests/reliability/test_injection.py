@@ -107,7 +107,7 @@ def test_reserved_word_schema_is_quoted(settings: Settings, database_url: str, s
     direct = Settings(database_url=database_url, schema="select")
     migrate(direct)
     try:
-        with DbProfileManager(Store(dataclasses.replace(settings, schema="select"))) as manager:
+        with DbProfileManager(Store(dataclasses.replace(settings, schema="select")), owns_store=True) as manager:
             assert manager.register_profile("a@x", "avd")
             assert {"a@x": {"email": "a@x", "avd_name": "avd"}} == manager.get_all_profiles()
     finally:

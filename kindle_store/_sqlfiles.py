@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from psycopg import Connection, sql
-from psycopg.rows import RowFactory, tuple_row
+from psycopg.rows import RowFactory, dict_row, tuple_row
 
 from .errors import SqlFileError
 
@@ -52,6 +52,7 @@ class Query:
         default_factory=dict, repr=False, compare=False
     )
     _rendered: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False, compare=False)
+    _names: dict[tuple[Any, ...], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def compose(self, schema: str, **idents: str) -> sql.Composed:
         """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
@@ -79,9 +80,22 @@ class Query:
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = self.compose(schema, **idents).as_bytes(conn)
+        if row_factory is dict_row:
+            row_factory = self._dict_rows(key)
         cur = conn.cursor(row_factory=row_factory)
         cur.execute(text, params)
         return cur
+
+    def _dict_rows(self, key: tuple[Any, ...]) -> RowFactory[dict[str, Any]]:
+        """dict_row, with the column names kept from one execution to the next rather than decoded each time
+        (they only change with the schema, and then so does their number)."""
+        def factory(cursor: Any) -> Any:
+            names = self._names.get(key)
+            if names is None or cursor.pgresult is None or len(names) != cursor.pgresult.nfields:
+                names = self._names[key] = tuple(c.name for c in cursor.description or ())
+            return lambda values: dict(zip(names, values, strict=True))
+
+        return factory
 
     def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None, *,
             row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:

@@ -9,23 +9,65 @@ from typing import Any
 
 from .errors import InvalidProfile
 
-__all__ = ["check_storable", "check_user_field", "email_key", "now_iso", "now_seconds"]
+__all__ = ["check_storable", "check_user_field", "email_key", "is_storable", "now_iso", "now_seconds"]
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes; jsonb would keep more, the JSON file cannot
 _MAX_DEPTH = 128  # orjson refuses much deeper documents; this also stops a value that contains itself
 
 
-def _check_str(s: str, where: str) -> None:
-    if "\x00" in s:
-        raise InvalidProfile(f"{where}: a NUL character cannot be stored")
+def _utf8(s: str) -> bool:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidProfile(f"{where}: a lone surrogate cannot be stored as UTF-8") from None
+        return False
+    return True
+
+
+def _storable_str(s: str) -> bool:
+    return "\x00" not in s and (s.isascii() or _utf8(s))
+
+
+def is_storable(value: Any, depth: int = 0) -> bool:
+    """Whether check_storable accepts `value` (`depth` levels inside the value it checks): a quick yes or no,
+    with no message to build."""
+    t = type(value)
+    if t is str:
+        return _storable_str(value)
+    if value is None or t is bool:
+        return True
+    if t is int:
+        return bool(_INT_MIN <= value <= _INT_MAX)
+    if t is float:
+        return math.isfinite(value)
+    if t is dict:
+        if depth >= _MAX_DEPTH:
+            return not value
+        for k, v in value.items():
+            if type(k) is not str or not _storable_str(k) or not is_storable(v, depth + 1):
+                return False
+        return True
+    if t is list:
+        if depth >= _MAX_DEPTH:
+            return not value
+        return all(is_storable(v, depth + 1) for v in value)
+    return False
 
 
 def check_storable(value: Any, where: str) -> None:
     """Raise InvalidProfile (a ValueError) naming `where` and the path inside unless `value` is exact JSON."""
+    if not is_storable(value):
+        _explain(value, where)
+
+
+def _check_str(s: str, where: str) -> None:
+    if "\x00" in s:
+        raise InvalidProfile(f"{where}: a NUL character cannot be stored")
+    if not _utf8(s):
+        raise InvalidProfile(f"{where}: a lone surrogate cannot be stored as UTF-8")
+
+
+def _explain(value: Any, where: str) -> None:
+    """Raise InvalidProfile naming what in `value` cannot be stored, and where (the slow walk is_storable skips)."""
     # Exact types only: a tuple, an IntEnum or a str subclass would not come back as what was stored.
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:

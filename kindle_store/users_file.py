@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +29,6 @@ from .store import Store
 __all__ = ["export_documents", "export_file", "import_file", "load_users", "verify_file"]
 
 Q = queries("import")
-_SORTED = orjson.OPT_SORT_KEYS
 _SHOW_UPDATED = 20
 _PROGRESS_MIN = 2000
 # control characters and the other line breaks str.splitlines() knows (NEL, LS, PS): an error stays one line
@@ -118,10 +118,12 @@ def load_users(path: Path, data: bytes) -> dict[str, Any]:
     return doc
 
 
+_KNOWN_TOP = frozenset({*Profile.specs(), *SECTIONS, "preferences"})
+
+
 def _extra_keys(p: Profile) -> int:
     """How many keys outside DESIGN §2 the profile holds, at the top level and in its sections."""
-    known = Profile.specs().keys() | SECTIONS.keys() | {"preferences"}
-    n = sum(1 for k in p.extra if k not in known)
+    n = sum(1 for k in p.extra if k not in _KNOWN_TOP)
     for name in SECTIONS:
         s: Section | None = getattr(p, name)
         if s is not None:
@@ -129,8 +131,8 @@ def _extra_keys(p: Profile) -> int:
     return n
 
 
-def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tuple[Profile, bytes]]:
-    """Every profile typed, with its JSON (keys sorted); InvalidUsersFile names the first wrong profile and key."""
+def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tuple[Profile, Any]]:
+    """Every profile typed, with its document; InvalidUsersFile names the first wrong profile and key."""
     spellings: dict[str, str] = {}
     for email in doc:
         first = spellings.setdefault(email.lower(), email)
@@ -147,62 +149,69 @@ def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tupl
             p = Profile.from_dict(email, body, strict=True)
         except InvalidProfile as e:
             raise InvalidUsersFile(_one_line(f"{path}: {e}")) from e
-        out.append((p, orjson.dumps(body, option=_SORTED)))
+        out.append((p, body))
         progress.step()
     return out
 
 
 # -- writing -----------------------------------------------------------------------------------------------
 
-
-def _row(obj: Profile | Section) -> dict[str, Any]:
-    """The table row of a profile or section as json_populate_record reads it (user_id aside)."""
-    row: dict[str, Any] = {spec.attr: getattr(obj, spec.attr) for spec in obj.specs().values()}
-    row["extra"] = obj.extra
-    return row
+# The typed columns of each table in the order the COPY statements of sql/import.sql name them (then `extra`).
+_USERS_COLUMNS = attrgetter(*Profile.columns()[:-1])
+_SECTION_COLUMNS = {name: attrgetter(*cls.columns()[:-1]) for name, cls in SECTIONS.items()}
 
 
-def _copy_value(value: Any) -> bytes:
-    """A json column in COPY text format: orjson escapes every control character, so only \\ remains."""
-    return orjson.dumps(value).replace(b"\\", b"\\\\")
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
 
 
-_UNTOUCHED = b"\\N"
+def _part(p: Profile, name: str) -> Any:
+    """The JSON value of one section, or of the preferences; None when the profile has none."""
+    if name == "preferences":
+        return p.preferences
+    section: Section | None = getattr(p, name)
+    return None if section is None else section.to_dict()
 
 
-def _stage_row(position: int, user_id: int, new: Profile, old: Profile | None) -> bytes:
-    """One COPY line: the users row, then each section and the preferences, `\\N` where they stay as they are."""
-    users = _row(new)
-    users["email"] = new.email
-    users["has_preferences"] = new.preferences is not None
-    cells = [b"%d\t%d" % (position, user_id), _copy_value(users)]
-    for name in SECTIONS:
-        after: Section | None = getattr(new, name)
-        before: Section | None = None if old is None else getattr(old, name)
-        if same_json(before and before.to_dict(), after and after.to_dict()):
-            cells.append(_UNTOUCHED)
-        else:
-            cells.append(_copy_value(None if after is None else _row(after)))
-    if same_json(None if old is None else old.preferences, new.preferences):
-        cells.append(_UNTOUCHED)
-    else:
-        cells.append(_copy_value(new.preferences or {}))
-    return b"\t".join(cells) + b"\n"
+def _part_rows(name: str, user_id: int, p: Profile) -> Iterator[tuple[Any, ...]]:
+    """The rows of one section (none or one), or of the preferences (one per key), as its COPY takes them."""
+    if name == "preferences":
+        for key, value in (p.preferences or {}).items():
+            yield user_id, key, _json(value)
+        return
+    section: Section | None = getattr(p, name)
+    if section is not None:
+        yield user_id, *_SECTION_COLUMNS[name](section), _json(section.extra)
 
 
-def _write(conn: Connection[Any], schema: str, rows: list[bytes]) -> None:
-    """Stage the rows with COPY, then upsert users and replace the touched sections and preferences."""
+def _copy(conn: Connection[Any], schema: str, name: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    with conn.cursor() as cur, cur.copy(Q[name].compose(schema)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _write(conn: Connection[Any], schema: str, changes: list[tuple[int, int, Profile, Profile | None]]) -> None:
+    """Upsert the users rows of the (position, id, new, old) changes through the stage; then, for each section and
+    the preferences, delete the rows a changed profile replaces or drops and COPY in the new ones."""
     Q["create_stage"].run(conn, schema)
-    with conn.cursor() as cur, cur.copy(Q["copy_stage"].compose(schema)) as copy:
-        for i in range(0, len(rows), 1000):
-            chunk = b"".join(rows[i : i + 1000])
-            copy.write(chunk if conn.info.encoding == "utf-8" else chunk.decode("utf-8"))
+    users = (
+        (position, user_id, new.email, *_USERS_COLUMNS(new), _json(new.extra), new.preferences is not None)
+        for position, user_id, new, _ in changes
+    )
+    _copy(conn, schema, "copy_stage", users)
     Q["upsert_users"].run(conn, schema)
-    for name in SECTIONS:
-        Q["delete_sections"].run(conn, schema, table=name)
-        Q["insert_sections"].run(conn, schema, table=name)
-    Q["delete_preferences"].run(conn, schema)
-    Q["insert_preferences"].run(conn, schema)
+    for name in (*SECTIONS, "preferences"):
+        # a new profile's parts all go in, uncompared; a changed profile's only those that differ (type-exact)
+        rewrite = [
+            (uid, new, old)
+            for _, uid, new, old in changes
+            if old is None or not same_json(_part(old, name), _part(new, name))
+        ]
+        stale = [uid for uid, _, old in rewrite if old is not None]
+        if stale:
+            table = "user_preferences" if name == "preferences" else name
+            Q["delete_rows"].run(conn, schema, {"ids": stale}, table=table)
+        _copy(conn, schema, f"copy_{name}", (row for uid, new, _ in rewrite for row in _part_rows(name, uid, new)))
 
 
 class _Progress:
@@ -250,12 +259,12 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
         kept = int(Q["count_profiles"].run(conn, schema)) - len(old)
         changes: list[tuple[int, Profile, Profile | None]] = []
         progress = _Progress(err, "comparing", len(profiles))
-        for position, (new, rendered) in enumerate(profiles):
+        for position, (new, body) in enumerate(profiles):
             before = old.get(new.email)
             if before is None:
                 created.append(new.email)
                 changes.append((position, new, None))
-            elif before.email != new.email or orjson.dumps(before.to_dict(), option=_SORTED) != rendered:
+            elif before.email != new.email or not same_json(before.to_dict(), body):
                 updated.append(new.email)
                 changes.append((position, new, before))
             progress.step()
@@ -266,7 +275,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
             stage = []
             for position, new, before in changes:
                 user_id: int = next(fresh)[0] if before is None or before.id is None else before.id
-                stage.append(_stage_row(position, user_id, new, before))
+                stage.append((position, user_id, new, before))
             _write(conn, schema, stage)
         else:
             conn.rollback()

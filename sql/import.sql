@@ -1,10 +1,9 @@
 -- Bulk import of users.json (kindle_store/users_file.py): a fixed handful of set-based statements per import,
--- whatever the number of profiles. The profiles that are new or differ are COPYed into a temporary staging
--- table, one row per profile with its id (new profiles get theirs from the sequence first), each part as the
--- JSON object of its row (keyed by column name, as json_populate_record reads it); then users are upserted
--- by id and the touched section rows replaced.
--- A staged section or preferences column is SQL NULL when that part is left as it is, JSON null when the
--- section is removed, and an object when it is replaced.
+-- whatever the number of profiles. The users rows of the profiles that are new or differ are COPYed into a
+-- temporary staging table, each with its id (new profiles get theirs from the sequence first), and upserted by id
+-- from there; the section and preferences rows that a changed profile replaces or drops are deleted, and the new
+-- ones COPYed straight into their tables (typed values: nothing left for the server to parse out of JSON).
+-- Each COPY names its columns in the order users_file.py sends them (tests/test_users_file.py holds the two together).
 
 -- name: no_jit() :affected
 -- No JIT for this transaction: the planner's estimates on the bulk statements make PostgreSQL compile
@@ -31,22 +30,22 @@ SELECT nextval(pg_get_serial_sequence(format('%I.users', CAST(:schema_name AS te
   FROM generate_series(1, :n)
 
 -- name: create_stage() :affected
--- The staging table for one import; gone at the end of the transaction.
-CREATE TEMPORARY TABLE kindle_import_stage (
-    ord                 integer NOT NULL,
-    user_id             bigint NOT NULL,
-    users               json NOT NULL,
-    emulator_settings   json,
-    device_identifiers  json,
-    library_settings    json,
-    reading_settings    json,
-    preferences         json
-) ON COMMIT DROP
+-- The staging table for one import: users rows (the columns and types of users, no constraints), each with its
+-- place in the file; gone at the end of the transaction.
+CREATE TEMPORARY TABLE kindle_import_stage ON COMMIT DROP AS
+SELECT CAST(0 AS integer) AS ord, u.*
+  FROM {schema}.users AS u
+  WITH NO DATA
 
 -- name: copy_stage() :affected
--- COPY (text format) of the staged profiles: file order, id, users row, four sections, preferences.
-COPY pg_temp.kindle_import_stage (ord, user_id, users, emulator_settings, device_identifiers, library_settings,
-                                  reading_settings, preferences) FROM STDIN
+-- COPY (text format) of the staged users rows: file order, id, email, the typed columns, extra, has_preferences.
+COPY pg_temp.kindle_import_stage (
+       ord, id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
+       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date, cold_storage_date,
+       last_snapshot_timestamp, was_running_at_restart, styles_updated, created_from_seed_clone,
+       post_boot_randomized, needs_device_randomization, cold_storage_dry_run, vnc_instance, extra,
+       has_preferences)
+FROM STDIN
 
 -- name: upsert_users() :affected
 -- Create the new profiles (with their reserved ids, in file order) and rewrite the changed ones, bumping
@@ -58,15 +57,13 @@ INSERT INTO {schema}.users AS u (
        created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
        vnc_instance, has_preferences, extra)
 OVERRIDING SYSTEM VALUE
-SELECT s.user_id, r.email, r.inner_email, r.avd_name, r.timezone, r.last_snapshot, r.kindle_version_name,
-       r.kindle_version_code, r.android_version, r.system_image, r.last_used, r.last_used_date,
-       r.auth_date, r.auth_failed_date, r.cold_storage_date, r.last_snapshot_timestamp,
-       r.was_running_at_restart, r.styles_updated, r.created_from_seed_clone, r.post_boot_randomized,
-       r.needs_device_randomization, r.cold_storage_dry_run, r.vnc_instance, r.has_preferences,
-       coalesce(r.extra, '{}')
-  FROM pg_temp.kindle_import_stage AS s,
-       json_populate_record(NULL::{schema}.users, s.users) AS r
- ORDER BY s.ord
+SELECT id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
+       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
+       cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
+       created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
+       vnc_instance, has_preferences, extra
+  FROM pg_temp.kindle_import_stage
+ ORDER BY ord
 ON CONFLICT (id) DO UPDATE
    SET (email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
         android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
@@ -83,33 +80,39 @@ ON CONFLICT (id) DO UPDATE
        version = u.version + 1,
        updated_at = now()
 
--- name: delete_sections({table}) :affected
--- Remove the section rows that the staged profiles remove or replace.
-DELETE FROM {schema}.{table} AS t
- USING pg_temp.kindle_import_stage AS s
- WHERE t.user_id = s.user_id
-   AND s.{table} IS NOT NULL
+-- name: delete_rows({table}, ids) :affected
+-- Remove the rows of these profiles from a section table or user_preferences: the parts a changed profile replaces
+-- or drops.
+DELETE FROM {schema}.{table}
+ WHERE user_id = ANY(CAST(:ids AS bigint[]))
 
--- name: insert_sections({table}) :affected
--- Insert the staged section rows (the staged object has every column but user_id, which the stage row has).
-INSERT INTO {schema}.{table}
-SELECT r.*
-  FROM pg_temp.kindle_import_stage AS s,
-       json_populate_record(json_populate_record(NULL::{schema}.{table}, json_build_object('user_id', s.user_id)),
-                            CASE WHEN json_typeof(s.{table}) = 'object' THEN s.{table} END) AS r
- WHERE json_typeof(s.{table}) = 'object'
+-- name: copy_emulator_settings() :affected
+-- COPY (text format) of the new emulator_settings rows.
+COPY {schema}.emulator_settings (
+       user_id, hw_overlays_disabled, animations_disabled, sleep_disabled, status_bar_disabled,
+       auto_updates_disabled, memory_optimizations_applied, appium_device_initialized, memory_optimization_timestamp,
+       extra)
+FROM STDIN
 
--- name: delete_preferences() :affected
--- Remove the preferences that the staged profiles replace.
-DELETE FROM {schema}.user_preferences AS p
- USING pg_temp.kindle_import_stage AS s
- WHERE p.user_id = s.user_id
-   AND s.preferences IS NOT NULL
+-- name: copy_device_identifiers() :affected
+-- COPY (text format) of the new device_identifiers rows.
+COPY {schema}.device_identifiers (
+       user_id, hw_wifi_mac, hw_ethernet_mac, ro_serialno, ro_build_id, ro_product_name, android_id, extra)
+FROM STDIN
 
--- name: insert_preferences() :affected
--- Insert the staged preferences, one row per key, each value's JSON text kept as written.
-INSERT INTO {schema}.user_preferences (user_id, key, value)
-SELECT s.user_id, e.key, e.value
-  FROM pg_temp.kindle_import_stage AS s,
-       json_each(CASE WHEN json_typeof(s.preferences) = 'object' THEN s.preferences ELSE '{}' END) AS e
- WHERE s.preferences IS NOT NULL
+-- name: copy_library_settings() :affected
+-- COPY (text format) of the new library_settings rows.
+COPY {schema}.library_settings (user_id, view_type, group_by_series, actively_reading_title, extra)
+FROM STDIN
+
+-- name: copy_reading_settings() :affected
+-- COPY (text format) of the new reading_settings rows.
+COPY {schema}.reading_settings (
+       user_id, theme, font_size, real_time_highlighting, about_book, page_turn_animation, popular_highlights,
+       highlight_menu, extra)
+FROM STDIN
+
+-- name: copy_preferences() :affected
+-- COPY (text format) of the new preferences, one row per key, each value's JSON text as orjson writes it.
+COPY {schema}.user_preferences (user_id, key, value)
+FROM STDIN

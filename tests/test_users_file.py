@@ -197,6 +197,20 @@ def test_summary_counts_extra_keys(store: Store) -> None:
     assert "extra keys kept: 13 (keys outside the known fields, stored as written)" in run_import(store, FULL)
 
 
+COPY_COLUMNS = {
+    "copy_stage": ("ord", "id", "email", *Profile.columns(), "has_preferences"),
+    **{f"copy_{name}": ("user_id", *cls.columns()) for name, cls in SECTIONS.items()},
+    "copy_preferences": ("user_id", "key", "value"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COPY_COLUMNS))
+def test_each_copy_names_the_columns_in_the_order_the_import_sends_them(name: str) -> None:
+    listed = re.search(r"\(([^)]*)\)\s*FROM STDIN", queries("import")[name].text)
+    assert listed is not None
+    assert COPY_COLUMNS[name] == tuple(c.strip() for c in listed[1].split(","))
+
+
 def test_statement_count_does_not_grow_with_the_file(store: Store, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
@@ -219,14 +233,14 @@ def test_statement_count_does_not_grow_with_the_file(store: Store, tmp_path: Pat
 def test_failure_while_writing_leaves_the_database_as_it_was(store: Store, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     class Boom:
-        name = "insert_preferences"
+        name = "copy_preferences"
 
-        def run(self, *args: Any, **kwargs: Any) -> None:
+        def compose(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("injected failure after the other writes")
 
     run_import(store, SAMPLE)
     before = (sorted_json(exported(store)), row_state(store))
-    monkeypatch.setitem(users_file.Q, "insert_preferences", Boom())
+    monkeypatch.setitem(users_file.Q, "copy_preferences", Boom())
     with pytest.raises(RuntimeError, match="injected"):
         run_import(store, FULL)
     assert before == (sorted_json(exported(store)), row_state(store))

@@ -1,6 +1,6 @@
 """An import killed midway leaves the database exactly as it was: one transaction, never committed. Killed with
-SIGKILL twice: while its COPY streams the profiles in, and while its last bulk INSERT runs (every row written,
-nothing committed)."""
+SIGKILL twice: while its COPY streams the profiles in, and while its last COPY runs (the preferences: every other
+row written, nothing committed)."""
 
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ def users_json(n: int, tag: str) -> bytes:
     return orjson.dumps(dict(profile(i, tag) for i in range(n)))
 
 
-#: when to kill: while the COPY streams the profiles in, or while the last bulk INSERT runs (every row written,
-#: nothing committed; insert_preferences in sql/import.sql)
-KILL_DURING = {"copy": r"^\s*copy\M", "last-insert": r"^\s*insert\s+into\s+\S*user_preferences"}
+#: when to kill: while the COPY streams the profiles in, or while the last COPY runs (every other row written,
+#: nothing committed; copy_preferences in sql/import.sql)
+KILL_DURING = {"copy": r"^\s*copy\M", "last-copy": r"^\s*copy\s+\S*user_preferences"}
 
 
 def import_in_flight(admin: psycopg.Connection[Any], dbname: str, process: subprocess.Popen[bytes], statement: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import re
 import shutil
@@ -14,7 +15,7 @@ from psycopg import sql
 
 from kindle_store import cli, users_file
 from kindle_store._sqlfiles import Query
-from kindle_store.errors import SchemaBehind
+from kindle_store.errors import InvalidUsersFile, SchemaBehind
 from kindle_store.profile import SECTIONS, Profile
 from kindle_store.queries import queries
 from kindle_store.settings import Settings
@@ -209,6 +210,19 @@ def test_each_copy_names_the_columns_in_the_order_the_import_sends_them(name: st
     listed = re.search(r"\(([^)]*)\)\s*FROM STDIN", queries("import")[name].text)
     assert listed is not None
     assert COPY_COLUMNS[name] == tuple(c.strip() for c in listed[1].split(","))
+
+
+def test_the_import_leaves_the_garbage_collector_as_it_found_it(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(InvalidUsersFile):
+        run_import(store, write(tmp_path / "users.json", {"a@x": {"last_used": "yesterday"}}))
+    on_after_a_refusal = gc.isenabled()
+    gc.disable()
+    try:
+        run_import(store, SAMPLE)
+        off_after_an_import = not gc.isenabled()
+    finally:
+        gc.enable()
+    assert (True, True) == (on_after_a_refusal, off_after_an_import)
 
 
 def test_statement_count_does_not_grow_with_the_file(store: Store, tmp_path: Path,

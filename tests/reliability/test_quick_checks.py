@@ -106,6 +106,8 @@ documents = weighted((8, st.dictionaries(keys, weighted((3, values), (1, section
 @example(email="a@x", doc={"reading_settings": {"theme": 5}}, strict=True)
 @example(email="a@x", doc={"auth_date": "2024-01-01T00:00:00+05:00", "last_used_date": "yesterday"}, strict=False)
 @example(email="a@x", doc={Text("avd_name"): "x"}, strict=True)
+@example(email="a@x", doc={"styles_updated": True, "avd_name": "a\x00b"}, strict=True)
+@example(email="a@x", doc={"device_identifiers": {"hw.wifi.mac": "m", "android_id": "\ud800"}}, strict=False)
 def test_from_dict_agrees_with_setting_the_keys_one_by_one(email: Any, doc: Any, strict: bool) -> None:
     assert outcome(from_dict_key_by_key, email, doc, strict) == outcome(Profile.from_dict, email, doc, strict)
 

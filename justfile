@@ -18,7 +18,6 @@ test *ARGS:
 # ruff and mypy --strict
 lint:
     ruff check kindle_store tests bench
-    ruff format --check kindle_store
     mypy kindle_store
 
 # bring the schema to the newest version

@@ -11,10 +11,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from .avd import AVDProfileManager
-from .errors import InvalidProfile, ProfileNotFound
+from .errors import ProfileNotFound
 from .profile import check_value, is_storable_email
 from .store import Store, shared_store
 
@@ -92,7 +90,3 @@ class DbProfileManager(AVDProfileManager):
             idempotent=True)
         with self.store.translated(), stack:
             yield doc
-            try:
-                orjson.dumps(doc)  # a non-string key or a non-JSON type is bad input, not a TypeError later
-            except TypeError as e:
-                raise InvalidProfile(f"{email}: the profile is not JSON: {e}") from None

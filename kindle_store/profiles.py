@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,13 +30,6 @@ def same_json(a: Any, b: Any) -> bool:
 
 def _raw(exact: bool, value: Any) -> Json | None:
     return None if exact else Json(value)
-
-
-def _user_row(p: Profile) -> dict[str, Any]:
-    row: dict[str, Any] = {s.attr: getattr(p, s.attr) for s in Profile.specs().values()}
-    row["has_preferences"] = p.preferences is not None
-    row["extra"] = p.extra
-    return row
 
 
 def _section_row(user_id: int, s: Section) -> dict[str, Any]:
@@ -184,36 +176,57 @@ class Profiles:
         Raises ProfileNotFound for an unknown email. If the block raises, nothing is written (the caller's
         transaction decides the rest). Must run inside a transaction.
         """
-        # Lock, then read: two statements sent together (one round trip). In READ COMMITTED the read takes its
-        # snapshot after the lock is granted, so it sees the last committed writer's profile.
-        with conn.pipeline():
-            locked = Q["lock_profile"].cursor(conn, self.schema, {"email": email})
-            read = Q["get_profile"].cursor(conn, self.schema, {"email": email}, row_factory=dict_row)
-        row = read.fetchone() if locked.fetchone() is not None else None
+        # One statement locks and reads. In READ COMMITTED its snapshot predates a wait for the lock, so after
+        # one (another writer committed meanwhile: the locked version is newer) the profile is read again.
+        row = Q["lock_and_get_profile"].run(conn, self.schema, {"email": email}, row_factory=dict_row)
+        if row is not None and row["locked_version"] != row["version"]:
+            row = Q["get_profile"].run(conn, self.schema, {"email": email}, row_factory=dict_row)
         if row is None:
             raise ProfileNotFound(f"no profile for {email!r}")
-        before = Profile.from_row(row)
-        old = before.to_dict()
-        doc = copy.deepcopy(old)
+        profile = Profile.from_row(row)
+        doc = profile.to_dict()
+        # each top-level value as JSON: what the block changes is found by comparing these, key by key
+        before = {key: orjson.dumps(value, option=orjson.OPT_SORT_KEYS) for key, value in doc.items()}
         yield doc
-        if not same_json(old, doc):
-            self.write(conn, before, Profile.from_dict(before.email, doc, strict=False))
+        changed = []
+        for key in [*doc, *(k for k in before if k not in doc)]:
+            try:
+                after = orjson.dumps(doc[key], option=orjson.OPT_SORT_KEYS) if key in doc else None
+            except TypeError as e:
+                raise InvalidProfile(f"{email}: {key!r:.40}: not JSON: {e}") from None
+            if after != before.get(key):
+                if type(key) is not str:
+                    raise InvalidProfile(f"{email}: key {key!r:.40} is not a string")
+                check_value(key, f"{email}: key {key[:40]!r}")
+                changed.append(key)
+        if changed:
+            for key in changed:
+                if key in doc:
+                    profile.set_key(key, doc[key], f"{email}: {key}", strict=False)
+                else:
+                    profile.drop_key(key)
+            self.write(conn, profile, changed)
 
-    def write(self, conn: Connection[Any], old: Profile, new: Profile) -> None:
-        """Write the parts of `new` that differ from `old` (same profile id), bumping version once."""
-        assert old.id is not None
-        uid = old.id
-        with conn.pipeline():
-            self._one(conn, "update_user_row", {"id": uid, "row": Json(_user_row(new))})
-            for name in SECTIONS:
-                before, after = getattr(old, name), getattr(new, name)
-                if same_json(before and before.to_dict(), after and after.to_dict()):
-                    continue
-                if before is not None:
-                    self._one(conn, "delete_section", {"user_id": uid}, table=name)
-                if after is not None:
-                    self._one(conn, "insert_section", {"row": Json(_section_row(uid, after))}, table=name)
-            if not same_json(old.preferences, new.preferences):
-                self._one(conn, "delete_preferences", {"user_id": uid})
-                if new.preferences:
-                    self._one(conn, "insert_preferences", {"user_id": uid, "prefs": Json(new.preferences)})
+    def write(self, conn: Connection[Any], profile: Profile, keys: Iterable[str]) -> None:
+        """Store the top-level `keys` of `profile` (same id), in one round trip, bumping version once."""
+        assert profile.id is not None
+        uid = profile.id
+        specs = Profile.specs()
+        columns: dict[str, Any] = {"extra": profile.extra, "has_preferences": profile.preferences is not None}
+        keys = list(keys)
+        # several statements go in one round trip; one alone is cheaper without psycopg's pipeline machinery
+        several = any(key in SECTIONS or key == _PREFERENCES for key in keys)
+        with conn.pipeline() if several else nullcontext():
+            for key in keys:
+                if key in specs:
+                    columns[specs[key].attr] = getattr(profile, specs[key].attr)
+                elif key in SECTIONS:
+                    self._one(conn, "delete_section", {"user_id": uid}, table=key)
+                    section = getattr(profile, key)
+                    if section is not None:
+                        self._one(conn, "insert_section", {"row": Json(_section_row(uid, section))}, table=key)
+                elif key == _PREFERENCES:
+                    self._one(conn, "delete_preferences", {"user_id": uid})
+                    if profile.preferences:
+                        self._one(conn, "insert_preferences", {"user_id": uid, "prefs": Json(profile.preferences)})
+            self._one(conn, "update_user_columns", {"id": uid, "columns": Json(columns)})

@@ -17,9 +17,13 @@ SELECT * FROM {schema}.profile_rows
  ORDER BY last_used DESC, id
  LIMIT :limit
 
--- name: lock_profile(email) :scalar
--- Lock one profile's row until the transaction ends; its id, or no row if there is none.
-SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) FOR UPDATE
+-- name: lock_and_get_profile(email) :one
+-- Lock one profile's users row until the transaction ends and read the whole profile; no row if there is
+-- none. `locked_version` is the version of the row as locked, the newest; if it differs from `version`, as of
+-- the statement's snapshot, the lock waited for a writer and the rest of the row is stale: read it again.
+SELECT p.*, l.version AS locked_version
+  FROM (SELECT id, version FROM {schema}.users WHERE lower(email) = lower(:email) FOR UPDATE) AS l
+  JOIN {schema}.profile_rows AS p ON p.id = l.id
 
 -- name: register_profile(email, avd_name, avd_raw, vnc_instance) :scalar
 -- Create a profile {email, avd_name[, vnc_instance]}, or set those on the existing one; true if created.
@@ -137,22 +141,24 @@ RETURNING id
 -- Delete a profile with its sections and preferences (and, by cascade, release its VNC slot).
 DELETE FROM {schema}.users WHERE lower(email) = lower(:email)
 
--- name: update_user_row(id, row) :affected
--- Rewrite every data column of a users row from a users-shaped JSON object; bumps version.
+-- name: update_user_columns(id, columns) :affected
+-- Set the data columns named in a JSON object keyed by column name (the others keep their values); bumps
+-- version.
 UPDATE {schema}.users AS u
    SET (inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
         android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
         cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
         created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
         vnc_instance, has_preferences, extra)
-     = (r.inner_email, r.avd_name, r.timezone, r.last_snapshot, r.kindle_version_name, r.kindle_version_code,
-        r.android_version, r.system_image, r.last_used, r.last_used_date, r.auth_date, r.auth_failed_date,
-        r.cold_storage_date, r.last_snapshot_timestamp, r.was_running_at_restart, r.styles_updated,
-        r.created_from_seed_clone, r.post_boot_randomized, r.needs_device_randomization, r.cold_storage_dry_run,
-        r.vnc_instance, r.has_preferences, coalesce(r.extra, '{}')),
+     = (SELECT r.inner_email, r.avd_name, r.timezone, r.last_snapshot, r.kindle_version_name,
+               r.kindle_version_code, r.android_version, r.system_image, r.last_used, r.last_used_date,
+               r.auth_date, r.auth_failed_date, r.cold_storage_date, r.last_snapshot_timestamp,
+               r.was_running_at_restart, r.styles_updated, r.created_from_seed_clone, r.post_boot_randomized,
+               r.needs_device_randomization, r.cold_storage_dry_run, r.vnc_instance, r.has_preferences,
+               coalesce(r.extra, '{}')
+          FROM json_populate_record(u, :columns) AS r),
        version = u.version + 1,
        updated_at = now()
-  FROM json_populate_record(NULL::{schema}.users, :row) AS r
  WHERE u.id = :id
 
 -- name: delete_section(user_id, {table}) :affected

@@ -158,6 +158,42 @@ def test_edit_writes_back_changes_and_bumps_version_once(store: Any) -> None:
                                   "preferences": {"a": [1, 2]}}) == (p.version, p.to_dict())
 
 
+def _row_versions(c: Any, schema: str) -> dict[str, list[str]]:
+    """The xmin (the writing transaction) of every row of each table: a rewritten row gets a new one."""
+    tables = ["users", "emulator_settings", "reading_settings", "user_preferences"]
+    return {t: sorted(r[0] for r in c.execute(f'SELECT xmin::text FROM "{schema}".{t}')) for t in tables}
+
+
+def test_edit_writes_only_the_parts_that_changed(store: Any) -> None:
+    with store.connection() as c:
+        store.profiles.register(c, "t@x", "avd")
+    with store.connection() as c, store.profiles.edit(c, "t@x") as doc:
+        doc.update(emulator_settings={"sleep_disabled": True}, reading_settings={"theme": "dark"},
+                   preferences={"a": 1, "b": 2})
+    with store.connection() as c:
+        before = _row_versions(c, store.schema)
+    with store.connection() as c, store.profiles.edit(c, "t@x") as doc:
+        doc["timezone"] = "UTC"
+        doc["reading_settings"]["theme"] = "light"
+    with store.connection() as c:
+        after = _row_versions(c, store.schema)
+        p = store.profiles.get(c, "t@x")
+    changed = sorted(t for t in before if before[t] != after[t])
+    assert ["reading_settings", "users"] == changed
+    assert p is not None and (3, "UTC", "light") == (p.version, p.timezone, p.to_dict()["reading_settings"]["theme"])
+
+
+def test_edit_removes_keys_of_every_kind(store: Any) -> None:
+    with store.connection() as c:
+        store.profiles.register(c, "t@x", "avd")
+    with store.connection() as c, store.profiles.edit(c, "t@x") as doc:
+        doc.update(timezone="UTC", custom=[1], emulator_settings={"sleep_disabled": True}, preferences={"a": 1})
+    with store.connection() as c, store.profiles.edit(c, "t@x") as doc:
+        for key in ("timezone", "custom", "emulator_settings", "preferences", "avd_name"):
+            del doc[key]
+    assert {"email": "t@x"} == doc_of(store, "t@x")
+
+
 def test_edit_without_change_writes_nothing(store: Any) -> None:
     with store.connection() as c:
         store.profiles.register(c, "t@x", "avd")

@@ -203,6 +203,7 @@ class Contenders:
                 "kindle_store": self.manager_edit,
                 "kindle_store_repo": self.repo_edit,
                 "floor": lambda i: f.increment(e(i)),
+                "floor_profile": lambda i: f.increment_profile(e(i)),
                 "orm": lambda i: o.increment(e(i), lock=True),
             },
             "recent_10_of_1000": {

@@ -209,9 +209,10 @@ def ratios(single: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for op, row in single.items():
         med = {name: r["median_us"] for name, r in row.items()}
-        out[op] = {"kindle_store/floor": round(med["kindle_store"] / med["floor"], 2),
-                   "kindle_store_repo/floor": round(med["kindle_store_repo"] / med["floor"], 2),
-                   "orm/kindle_store": round(med["orm"] / med["kindle_store"], 2)}
+        out[op] = {f"{ks}/{floor}": round(med[ks] / med[floor], 2)
+                   for ks in ("kindle_store", "kindle_store_repo") for floor in ("floor", "floor_profile")
+                   if floor in med}
+        out[op]["orm/kindle_store"] = round(med["orm"] / med["kindle_store"], 2)
     return out
 
 
@@ -238,6 +239,11 @@ def report(res: dict[str, Any]) -> str:
             lines.append(f"{op if i == 0 else '':<24}{name:<19}{_num(s['median_us']):>11}{_num(s['p95_us']):>10}"
                          f"{_num(s['client_cpu_us'], '{:,.0f}'):>8}{_num(s['statements'], '{:.1f}'):>7}"
                          f"{_num(vs_floor, '{:.2f}x'):>9}{_num(vs_ks, '{:.1f}x'):>10}")
+    for op, r in res["ratios"].items():
+        if "kindle_store/floor_profile" in r:
+            lines.append(f"{op} against floor_profile (locks and reads the whole profile, as edit_profile must): "
+                         f"kindle_store {r['kindle_store/floor_profile']:.2f}x, "
+                         f"kindle_store_repo {r['kindle_store_repo/floor_profile']:.2f}x")
     imp, exp = res["import"], res["export"]
     lines += ["", f"{'import / export (profiles/s)':<30}{'n':>8}{'kindle_store':>14}{'copy_floor':>12}"
                   f"{'time ks÷copy':>14}{'export':>10}"]

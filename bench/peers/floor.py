@@ -1,7 +1,8 @@
 """The floor: the least work PostgreSQL allows from Python for each operation.
 
 Raw psycopg on one connection opened beforehand (autocommit, no pool), one prepared statement per operation
-(two, in one transaction, for the locked increment), parameters by position, and the raw tuples back: no
+(two, in one transaction, for the locked increment: `increment` locks and reads the counter alone,
+`increment_profile` the whole profile, as edit_profile must), parameters by position, and the raw tuples back: no
 validation, no conversion. Each write has the same effect on the tables as kindle_store's (typed column, the
 key's override dropped from `extra`, version and updated_at bumped), so the ratio shows the client's cost.
 
@@ -48,6 +49,9 @@ _SQL = {
                version = version + 1, updated_at = now()
          WHERE lower(email) = lower(%s) RETURNING id""",
     "lock": "SELECT id, vnc_instance FROM {s}.users WHERE lower(email) = lower(%s) FOR UPDATE",
+    "lock_profile": """
+        SELECT p.*, l.version FROM (SELECT id, version FROM {s}.users WHERE lower(email) = lower(%s) FOR UPDATE) l
+          JOIN {s}.profile_rows p ON p.id = l.id""",
     "bump": "UPDATE {s}.users SET vnc_instance = %s, version = version + 1, updated_at = now() WHERE id = %s",
 }
 
@@ -63,6 +67,7 @@ class Floor:
         self.cur = conn.cursor()
         s = sql.Identifier(schema)
         self.q = {name: sql.SQL(text).format(s=s).as_string(conn) for name, text in _SQL.items()}
+        self._vnc_column: int | None = None
 
     def _one(self, name: str, *params: Any) -> Any:
         return self.cur.execute(self.q[name], params, prepare=True).fetchone()
@@ -91,6 +96,22 @@ class Floor:
             user_id, n = self._one("lock", email)
             self.cur.execute(self.q["bump"], ((n or 0) + 1, user_id), prepare=True)
         return (n or 0) + 1
+
+    def increment_profile(self, email: str) -> int:
+        """The same, reading what edit_profile hands its block: the whole profile, locked (raw tuples)."""
+        with self.conn.transaction():
+            row = self._one("lock_profile", email)
+            n = row[self.vnc_column]
+            self.cur.execute(self.q["bump"], ((n or 0) + 1, row[0]), prepare=True)
+        return (n or 0) + 1
+
+    @property
+    def vnc_column(self) -> int:
+        """The position of vnc_instance in a profile_rows row."""
+        if self._vnc_column is None:
+            self.cur.execute(self.q["get"], ("",))
+            self._vnc_column = [c.name for c in self.cur.description or ()].index("vnc_instance")
+        return self._vnc_column
 
 
 class CopyRows:

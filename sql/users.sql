@@ -1,6 +1,7 @@
 -- Profiles: the users table, its four section tables and user_preferences.
 -- A key whose JSON value no typed column reproduces exactly lives in the row's `extra` (json_put sets or,
--- given NULL, removes it); every write that changes a profile bumps users.version and updated_at.
+-- given NULL, removes it); every write that changes a profile bumps users.version and updated_at, and a
+-- write that would change nothing is not made (version and updated_at stay).
 
 -- name: get_profile(email) :one
 -- The whole profile of one email, matched case-insensitively; no row if there is none.
@@ -26,7 +27,8 @@ SELECT p.*, l.version AS locked_version
   JOIN {schema}.profile_rows AS p ON p.id = l.id
 
 -- name: register_profile(email, avd_name, avd_raw, vnc_instance) :scalar
--- Create a profile {email, avd_name[, vnc_instance]}, or set those on the existing one; true if created.
+-- Create a profile {email, avd_name[, vnc_instance]}, or set those on the existing one; true if created,
+-- false if it existed (no row, and version left alone, when it already held those values).
 INSERT INTO {schema}.users AS u (email, inner_email, avd_name, vnc_instance, extra)
 VALUES (:email, :email, :avd_name, :vnc_instance, {schema}.json_put('{}', 'avd_name', :avd_raw))
 ON CONFLICT ((lower(email))) DO UPDATE
@@ -38,6 +40,10 @@ ON CONFLICT ((lower(email))) DO UPDATE
                    'avd_name', :avd_raw),
        version = u.version + 1,
        updated_at = now()
+ WHERE NOT (u.avd_name IS NOT DISTINCT FROM EXCLUDED.avd_name
+            AND (u.extra -> 'avd_name')::text IS NOT DISTINCT FROM CAST(:avd_raw AS json)::text
+            AND (EXCLUDED.vnc_instance IS NULL
+                 OR (u.vnc_instance = EXCLUDED.vnc_instance AND u.extra -> 'vnc_instance' IS NULL)))
 RETURNING xmax = 0
 
 -- name: save_profile_status(email, avd_name, avd_raw, last_used, last_used_date) :scalar
@@ -57,72 +63,123 @@ ON CONFLICT ((lower(email))) DO UPDATE
 RETURNING xmax = 0
 
 -- name: set_user_column(email, key, value, raw, {column}) :scalar
--- Set one typed column and its override in `extra` (raw NULL: none); the profile's id, or no row.
-UPDATE {schema}.users
-   SET {column} = :value,
-       extra = {schema}.json_put(extra, :key, :raw),
-       version = version + 1,
-       updated_at = now()
- WHERE lower(email) = lower(:email)
-RETURNING id
+-- Set one typed column and its override in `extra` (raw NULL: none); the profile's id, or no row. A value
+-- already held is not written again (version stays).
+WITH changed AS (
+    UPDATE {schema}.users
+       SET {column} = :value,
+           extra = {schema}.json_put(extra, :key, :raw),
+           version = version + 1,
+           updated_at = now()
+     WHERE lower(email) = lower(:email)
+       AND ({column} IS DISTINCT FROM :value
+            OR (extra -> :key)::text IS DISTINCT FROM CAST(:raw AS json)::text)
+    RETURNING id
+)
+SELECT id FROM changed
+UNION ALL
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM changed)
+LIMIT 1
 
 -- name: set_user_extra(email, key, raw) :scalar
--- Set one top-level key that has no column; the profile's id, or no row.
-UPDATE {schema}.users
-   SET extra = {schema}.json_put(extra, :key, :raw),
-       version = version + 1,
-       updated_at = now()
- WHERE lower(email) = lower(:email)
-RETURNING id
+-- Set one top-level key that has no column; the profile's id, or no row. A value already held (the same
+-- JSON text) is not written again.
+WITH changed AS (
+    UPDATE {schema}.users
+       SET extra = {schema}.json_put(extra, :key, :raw),
+           version = version + 1,
+           updated_at = now()
+     WHERE lower(email) = lower(:email)
+       AND (extra -> :key)::text IS DISTINCT FROM CAST(:raw AS json)::text
+    RETURNING id
+)
+SELECT id FROM changed
+UNION ALL
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM changed)
+LIMIT 1
 
 -- name: set_section_column(email, section, key, value, raw, {table}, {column}) :scalar
--- Set one typed column of a section, creating the section; the profile's id, or no row.
+-- Set one typed column of a section, creating the section; the profile's id, or no row. A value already
+-- held is not written again.
 WITH u AS (
-    UPDATE {schema}.users
-       SET extra = {schema}.json_put(extra, :section, NULL),
-           version = version + 1,
+    UPDATE {schema}.users AS u
+       SET extra = {schema}.json_put(u.extra, :section, NULL),
+           version = u.version + 1,
            updated_at = now()
-     WHERE lower(email) = lower(:email)
+     WHERE lower(u.email) = lower(:email)
+       AND NOT (u.extra -> :section IS NULL
+                AND EXISTS (SELECT FROM {schema}.{table} AS t
+                             WHERE t.user_id = u.id
+                               AND t.{column} IS NOT DISTINCT FROM :value
+                               AND (t.extra -> :key)::text IS NOT DISTINCT FROM CAST(:raw AS json)::text))
     RETURNING id
+),
+s AS (
+    INSERT INTO {schema}.{table} AS t (user_id, {column}, extra)
+    SELECT id, :value, {schema}.json_put('{}', :key, :raw) FROM u
+    ON CONFLICT (user_id) DO UPDATE
+       SET {column} = EXCLUDED.{column},
+           extra = {schema}.json_put(t.extra, :key, :raw)
+    RETURNING user_id
 )
-INSERT INTO {schema}.{table} AS t (user_id, {column}, extra)
-SELECT id, :value, {schema}.json_put('{}', :key, :raw) FROM u
-ON CONFLICT (user_id) DO UPDATE
-   SET {column} = EXCLUDED.{column},
-       extra = {schema}.json_put(t.extra, :key, :raw)
-RETURNING user_id
+SELECT user_id FROM s
+UNION ALL
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+LIMIT 1
 
 -- name: set_section_extra(email, section, key, raw, {table}) :scalar
--- Set one key without a column inside a section, creating the section; the profile's id, or no row.
+-- Set one key without a column inside a section, creating the section; the profile's id, or no row. A
+-- value already held (the same JSON text) is not written again.
 WITH u AS (
-    UPDATE {schema}.users
-       SET extra = {schema}.json_put(extra, :section, NULL),
-           version = version + 1,
+    UPDATE {schema}.users AS u
+       SET extra = {schema}.json_put(u.extra, :section, NULL),
+           version = u.version + 1,
            updated_at = now()
-     WHERE lower(email) = lower(:email)
+     WHERE lower(u.email) = lower(:email)
+       AND NOT (u.extra -> :section IS NULL
+                AND EXISTS (SELECT FROM {schema}.{table} AS t
+                             WHERE t.user_id = u.id
+                               AND (t.extra -> :key)::text IS NOT DISTINCT FROM CAST(:raw AS json)::text))
     RETURNING id
+),
+s AS (
+    INSERT INTO {schema}.{table} AS t (user_id, extra)
+    SELECT id, {schema}.json_put('{}', :key, :raw) FROM u
+    ON CONFLICT (user_id) DO UPDATE
+       SET extra = {schema}.json_put(t.extra, :key, :raw)
+    RETURNING user_id
 )
-INSERT INTO {schema}.{table} AS t (user_id, extra)
-SELECT id, {schema}.json_put('{}', :key, :raw) FROM u
-ON CONFLICT (user_id) DO UPDATE
-   SET extra = {schema}.json_put(t.extra, :key, :raw)
-RETURNING user_id
+SELECT user_id FROM s
+UNION ALL
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+LIMIT 1
 
 -- name: set_preference(email, key, raw) :scalar
--- Set one preference, creating the preferences object; the profile's id, or no row.
+-- Set one preference, creating the preferences object; the profile's id, or no row. A value already held
+-- (the same JSON text) is not written again.
 WITH u AS (
-    UPDATE {schema}.users
+    UPDATE {schema}.users AS u
        SET has_preferences = true,
-           extra = {schema}.json_put(extra, 'preferences', NULL),
-           version = version + 1,
+           extra = {schema}.json_put(u.extra, 'preferences', NULL),
+           version = u.version + 1,
            updated_at = now()
-     WHERE lower(email) = lower(:email)
+     WHERE lower(u.email) = lower(:email)
+       AND NOT (u.has_preferences AND u.extra -> 'preferences' IS NULL
+                AND EXISTS (SELECT FROM {schema}.user_preferences AS p
+                             WHERE p.user_id = u.id AND p.key = :key
+                               AND p.value::text = CAST(:raw AS json)::text))
     RETURNING id
+),
+s AS (
+    INSERT INTO {schema}.user_preferences AS p (user_id, key, value)
+    SELECT id, :key, :raw FROM u
+    ON CONFLICT (user_id, key) DO UPDATE SET value = EXCLUDED.value
+    RETURNING user_id
 )
-INSERT INTO {schema}.user_preferences AS p (user_id, key, value)
-SELECT id, :key, :raw FROM u
-ON CONFLICT (user_id, key) DO UPDATE SET value = EXCLUDED.value
-RETURNING user_id
+SELECT user_id FROM s
+UNION ALL
+SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+LIMIT 1
 
 -- name: update_auth_state(email, authenticated, now) :scalar
 -- Authenticated: auth_date = now and auth_failed_date = null; else auth_failed_date = now. The id, or no row.

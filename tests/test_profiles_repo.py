@@ -259,3 +259,53 @@ def test_full_profile_round_trip_through_edit(store: Any) -> None:
 def test_from_dict_strict_names_key() -> None:
     with pytest.raises(InvalidProfile, match=r"a@x: styles_updated: expected a boolean, got string 'yes'"):
         Profile.from_dict("a@x", {"styles_updated": "yes"})
+
+
+def _stamp(store: Any, email: str) -> tuple[int, Any]:
+    with store.connection() as c:
+        p = store.profiles.get(c, email)
+    assert p is not None
+    return p.version, p.updated_at
+
+
+@pytest.mark.parametrize(("key", "value", "section"), [
+    ("timezone", "UTC", None),
+    ("vnc_instance", 3, None),
+    ("last_used", 1_700_000_000, None),
+    ("last_used_date", "2024-05-01T10:00:00+02:00", None),  # kept as written: a typed column plus an override
+    ("timezone", None, None),  # an explicit null
+    ("custom", {"b": [1, 2.5, None], "a": "x"}, None),
+    ("theme", "dark", "reading_settings"),
+    ("memory_optimization_timestamp", 1_700_000_000, "emulator_settings"),
+    ("hw.wifi.mac", 7, "device_identifiers"),  # the wrong type: kept as written
+    ("unknown_in_section", [1, {"k": True}], "library_settings"),
+    ("brightness", 0.5, "preferences"),
+])
+def test_a_set_that_changes_nothing_writes_nothing(store: Any, key: str, value: Any, section: str | None) -> None:
+    with store.connection() as c:
+        store.profiles.register(c, "t@x", "avd")
+    with store.autocommit() as c:
+        assert store.profiles.set_field(c, "t@x", key, value, section) is True
+    first = _stamp(store, "t@x")
+    with store.autocommit() as c:
+        assert store.profiles.set_field(c, "T@X", key, value, section) is True
+        assert store.profiles.set_field(c, "ghost@x", key, value, section) is False
+    assert first == _stamp(store, "t@x")
+    with store.autocommit() as c:
+        assert store.profiles.set_field(c, "t@x", key, "changed", section) is True
+    assert first[0] + 1 == _stamp(store, "t@x")[0]
+    doc = doc_of(store, "t@x")
+    assert doc is not None and "changed" == (doc if section is None else doc[section])[key]
+
+
+def test_registering_again_with_the_same_values_writes_nothing(store: Any) -> None:
+    with store.connection() as c:
+        assert store.profiles.register(c, "t@x", "avd", vnc_instance=2) is True
+    first = _stamp(store, "t@x")
+    with store.connection() as c:
+        assert store.profiles.register(c, "T@x", "avd") is False
+        assert store.profiles.register(c, "t@x", "avd", vnc_instance=2) is False
+    assert first == _stamp(store, "t@x")
+    with store.connection() as c:
+        assert store.profiles.register(c, "t@x", "avd", vnc_instance=3) is False
+    assert (first[0] + 1, 3) == (_stamp(store, "t@x")[0], doc_of(store, "t@x")["vnc_instance"])  # type: ignore[index]

@@ -14,31 +14,20 @@ from typing import Any
 from .avd import AVDProfileManager
 from .errors import ProfileNotFound
 from .profile import check_value, is_storable_email
-from .store import Store, shared_store
+from .store import Store, StoreBacked
 
 __all__ = ["DbProfileManager"]
 
 _BIGINT_MAX = 2**63 - 1
 
 
-class DbProfileManager(AVDProfileManager):
+class DbProfileManager(StoreBacked, AVDProfileManager):
     """Profiles in PostgreSQL; every method is atomic, `edit_profile` holds the row lock for its block."""
 
     def __init__(self, store: Store, *, owns_store: bool = False) -> None:
         """A manager on `store`; close() closes the store only if `owns_store`."""
-        self.store = store
+        super().__init__(store, owns_store=owns_store)
         self.profiles = store.profiles
-        self._owns_store = owns_store
-
-    @classmethod
-    def from_env(cls) -> DbProfileManager:
-        """The manager on the process-wide store (DATABASE_URL / KINDLE_SCHEMA); SchemaBehind if it is behind."""
-        return cls(shared_store())
-
-    def close(self) -> None:
-        """Close the store if this manager owns it; idempotent."""
-        if self._owns_store:
-            self.store.close()
 
     def get_profile_for_email(self, email: str) -> dict[str, Any] | None:
         if not is_storable_email(email):

@@ -52,7 +52,9 @@ class Query:
         default_factory=dict, repr=False, compare=False
     )
     _rendered: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False, compare=False)
-    _names: dict[tuple[Any, ...], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+    _dict_factories: dict[tuple[Any, ...], RowFactory[dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def compose(self, schema: str, **idents: str) -> sql.Composed:
         """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
@@ -89,12 +91,18 @@ class Query:
     def _dict_rows(self, key: tuple[Any, ...]) -> RowFactory[dict[str, Any]]:
         """dict_row, with the column names kept from one execution to the next rather than decoded each time
         (they only change with the schema, and then so does their number)."""
-        def factory(cursor: Any) -> Any:
-            names = self._names.get(key)
-            if names is None or cursor.pgresult is None or len(names) != cursor.pgresult.nfields:
-                names = self._names[key] = tuple(c.name for c in cursor.description or ())
-            return lambda values: dict(zip(names, values, strict=True))
+        factory = self._dict_factories.get(key)
+        if factory is None:
+            names: tuple[str, ...] = ()
 
+            def factory(cursor: Any) -> Any:
+                nonlocal names
+                if cursor.pgresult is None or len(names) != cursor.pgresult.nfields:
+                    names = tuple(c.name for c in cursor.description or ())
+                fixed = names
+                return lambda values: dict(zip(fixed, values, strict=True))
+
+            self._dict_factories[key] = factory
         return factory
 
     def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None, *,

@@ -18,7 +18,7 @@ from psycopg.errors import UniqueViolation
 
 from .errors import InvalidProfile
 from .profile import check_email, check_value, is_storable_email
-from .store import Store, shared_store
+from .store import Store, StoreBacked
 from .vnc import VncInstance, VncInstances
 from .vnc_manager import Instance, VNCInstanceManager
 
@@ -35,27 +35,16 @@ def _dict(inst: VncInstance | None) -> Instance | None:
     return None if inst is None else inst.to_dict()
 
 
-class DbVncManager(VNCInstanceManager):
+class DbVncManager(StoreBacked, VNCInstanceManager):
     """Slots in PostgreSQL; every method is atomic, and no two emails ever share a slot."""
 
     def __init__(self, store: Store, *, owns_store: bool = False) -> None:
         """A manager on `store`; close() closes the store only if `owns_store`."""
-        self.store = store
+        super().__init__(store, owns_store=owns_store)
         self.instances = VncInstances(store.schema)
-        self._owns_store = owns_store
 
     def __repr__(self) -> str:
         return f"DbVncManager({self.store!r})"
-
-    @classmethod
-    def from_env(cls) -> DbVncManager:
-        """The manager on the process-wide store (DATABASE_URL / KINDLE_SCHEMA); SchemaBehind if it is behind."""
-        return cls(shared_store())
-
-    def close(self) -> None:
-        """Close the store if this manager owns it; idempotent."""
-        if self._owns_store:
-            self.store.close()
 
     # -- slots -----------------------------------------------------------------------------------------
 

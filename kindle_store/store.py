@@ -25,7 +25,7 @@ from .migrate import require_current
 from .profiles import Profiles
 from .settings import Settings, mask_url, scrub
 
-__all__ = ["RETRY_ATTEMPTS", "Store", "reset_shared_store", "shared_store"]
+__all__ = ["RETRY_ATTEMPTS", "Store", "StoreBacked", "reset_shared_store", "shared_store"]
 
 T = TypeVar("T")
 #: how often a statement the server rolled back (deadlock, serialization failure) is tried in all
@@ -297,3 +297,22 @@ def shared_store() -> Store:
 def reset_shared_store() -> None:
     """Close and forget the process-wide store; the next shared_store() reads the environment again."""
     _SHARED.reset()
+
+
+class StoreBacked:
+    """What both PostgreSQL managers share: the store they run on, and whether closing them closes it."""
+
+    def __init__(self, store: Store, *, owns_store: bool = False) -> None:
+        """A manager on `store`; close() closes the store only if `owns_store`."""
+        self.store = store
+        self._owns_store = owns_store
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """The manager on the process-wide store (DATABASE_URL / KINDLE_SCHEMA); SchemaBehind if it is behind."""
+        return cls(shared_store())
+
+    def close(self) -> None:
+        """Close the store if this manager owns it; idempotent."""
+        if self._owns_store:
+            self.store.close()

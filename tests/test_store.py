@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -72,6 +73,28 @@ def test_autocommit_commits_each_statement(settings: Settings, store: Any) -> No
     with store.autocommit() as conn:
         store.profiles.register(conn, "a@x", "avd")
         assert conn.info.transaction_status.name == "IDLE"
+
+
+def test_one_connection_switches_modes_as_each_caller_asks(settings: Settings, store: Any) -> None:
+    """The mode is switched only when it differs from the last user's: a transaction after an autocommit call on
+    the same connection still rolls back as a whole, and an autocommit call after a transaction commits at once."""
+    with Store(dataclasses.replace(settings, min_size=1, max_size=1)) as one:
+        with one.autocommit() as conn:
+            first = conn.info.backend_pid
+            one.profiles.register(conn, "a@x", "avd")
+        with pytest.raises(RuntimeError), one.connection() as conn:
+            assert (first, False) == (conn.info.backend_pid, conn.autocommit)
+            one.profiles.register(conn, "b@x", "avd")
+            raise RuntimeError("boom")
+        with one.connection() as conn:
+            one.profiles.register(conn, "c@x", "avd")
+        with one.autocommit() as conn:
+            assert (first, True) == (conn.info.backend_pid, conn.autocommit)
+            one.profiles.register(conn, "d@x", "avd")
+            assert "IDLE" == conn.info.transaction_status.name  # committed by itself, no transaction open
+        with one.autocommit() as conn:
+            emails = [p.email for p in one.profiles.all(conn)]
+    assert ["a@x", "c@x", "d@x"] == emails
 
 
 def test_fork_gives_the_child_its_own_pool(settings: Settings, store: Any) -> None:

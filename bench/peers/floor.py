@@ -67,7 +67,9 @@ class Floor:
         self.cur = conn.cursor()
         s = sql.Identifier(schema)
         self.q = {name: sql.SQL(text).format(s=s).as_string(conn) for name, text in _SQL.items()}
-        self._vnc_column: int | None = None
+        self.cur.execute(self.q["get"], ("",))
+        #: the position of vnc_instance in a profile_rows row
+        self.vnc_column = [c.name for c in self.cur.description or ()].index("vnc_instance")
 
     def _one(self, name: str, *params: Any) -> Any:
         return self.cur.execute(self.q[name], params, prepare=True).fetchone()
@@ -104,14 +106,6 @@ class Floor:
             n = row[self.vnc_column]
             self.cur.execute(self.q["bump"], ((n or 0) + 1, row[0]), prepare=True)
         return (n or 0) + 1
-
-    @property
-    def vnc_column(self) -> int:
-        """The position of vnc_instance in a profile_rows row."""
-        if self._vnc_column is None:
-            self.cur.execute(self.q["get"], ("",))
-            self._vnc_column = [c.name for c in self.cur.description or ()].index("vnc_instance")
-        return self._vnc_column
 
 
 class CopyRows:

@@ -32,16 +32,14 @@ class DbProfileManager(StoreBacked, AVDProfileManager):
     def get_profile_for_email(self, email: str) -> dict[str, Any] | None:
         if not is_storable_email(email):
             return None
-        p = self.store.call(lambda c: self.profiles.get(c, email), idempotent=True)
-        return None if p is None else p.to_dict()
+        return self.store.call(lambda c: self.profiles.get_document(c, email), idempotent=True)
 
     def get_all_profiles(self) -> dict[str, dict[str, Any]]:
-        return {p.email: p.to_dict() for p in self.store.call(self.profiles.all, idempotent=True)}
+        return self.store.call(self.profiles.all_documents, idempotent=True)
 
     def get_recently_used_profiles(self, limit: int = 10) -> list[dict[str, Any]]:
         limit = max(0, min(limit, _BIGINT_MAX))  # LIMIT is a bigint; a negative limit gives [] as in JSON
-        found = self.store.call(lambda c: self.profiles.recent(c, limit), idempotent=True)
-        return [p.to_dict() for p in found]
+        return self.store.call(lambda c: self.profiles.recent_documents(c, limit), idempotent=True)
 
     def register_profile(self, email: str, avd_name: str, vnc_instance: int | None = None) -> bool:
         # not idempotent: a retry after a lost commit would answer "existed" for a profile it just created

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from psycopg import Connection, sql
-from psycopg.rows import RowFactory, dict_row, tuple_row
+from psycopg import Connection, Cursor, sql
 
 from .errors import SqlFileError
 
-__all__ = ["Query", "load_dir", "load_file"]
+__all__ = ["Query", "QueryConnection", "load_dir", "load_file"]
 
 Kind = Literal["one", "many", "scalar", "affected"]
 
@@ -52,9 +51,7 @@ class Query:
         default_factory=dict, repr=False, compare=False
     )
     _rendered: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False, compare=False)
-    _dict_factories: dict[tuple[Any, ...], RowFactory[dict[str, Any]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    _columns: dict[tuple[Any, ...], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def compose(self, schema: str, **idents: str) -> sql.Composed:
         """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
@@ -71,8 +68,9 @@ class Query:
             self._cache[key] = composed
         return composed
 
-    def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any], *,
-               row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
+    def _statement(self, conn: Connection[Any], schema: str, params: Mapping[str, Any],
+                   idents: dict[str, str]) -> tuple[tuple[Any, ...], bytes]:
+        """(cache key, statement bytes) for `schema` and `idents`; TypeError for a missing parameter."""
         missing = set(self.params) - set(params)
         if missing:
             raise TypeError(f"{self.name}: missing parameters {sorted(missing)}")
@@ -82,41 +80,59 @@ class Query:
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = self.compose(schema, **idents).as_bytes(conn)
-        if row_factory is dict_row:
-            row_factory = self._dict_rows(key)
-        cur = conn.cursor(row_factory=row_factory)
+        return key, text
+
+    def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any], **idents: str) -> Cursor[Any]:
+        """A new cursor on which the statement has been executed (its rows not yet fetched)."""
+        _, text = self._statement(conn, schema, params, idents)
+        cur = conn.cursor()
         cur.execute(text, params)
         return cur
 
-    def _dict_rows(self, key: tuple[Any, ...]) -> RowFactory[dict[str, Any]]:
-        """dict_row, with the column names kept from one execution to the next rather than decoded each time
-        (they only change with the schema, and then so does their number)."""
-        factory = self._dict_factories.get(key)
-        if factory is None:
-            names: tuple[str, ...] = ()
-
-            def factory(cursor: Any) -> Any:
-                nonlocal names
-                if cursor.pgresult is None or len(names) != cursor.pgresult.nfields:
-                    names = tuple(c.name for c in cursor.description or ())
-                fixed = names
-                return lambda values: dict(zip(fixed, values, strict=True))
-
-            self._dict_factories[key] = factory
-        return factory
-
     def run(self, conn: Connection[Any], schema: str, params: Mapping[str, Any] | None = None, *,
-            row_factory: RowFactory[Any] = tuple_row, **idents: str) -> Any:
-        """Execute and return what the query's kind promises."""
-        cur = self.cursor(conn, schema, params or {}, row_factory=row_factory, **idents)
-        if self.kind == "one":
-            return cur.fetchone()
-        if self.kind == "many":
-            return cur.fetchall()
+            dicts: bool = False, **idents: str) -> Any:
+        """Execute and return what the query's kind promises; rows are tuples, or dicts with `dicts`."""
+        params = params or {}
+        key, text = self._statement(conn, schema, params, idents)
+        cur = _cursor(conn)
+        cur.execute(text, params)
+        if self.kind == "affected":
+            return cur.rowcount
         if self.kind == "scalar":
             row = cur.fetchone()
             return None if row is None else row[0]
-        return cur.rowcount
+        if self.kind == "one":
+            row = cur.fetchone()
+            return dict(zip(self._names(key, cur), row, strict=True)) if dicts and row is not None else row
+        rows = cur.fetchall()
+        if dicts:
+            names = self._names(key, cur)
+            return [dict(zip(names, row, strict=True)) for row in rows]
+        return rows
+
+    def _names(self, key: tuple[Any, ...], cur: Cursor[Any]) -> tuple[str, ...]:
+        """The result's column names, kept from one execution to the next rather than decoded each time (they
+        only change with the schema, and then so does their number)."""
+        names = self._columns.get(key)
+        if names is None or cur.pgresult is None or len(names) != cur.pgresult.nfields:
+            names = self._columns[key] = tuple(c.name for c in cur.description or ())
+        return names
+
+
+class QueryConnection(Connection[Any]):
+    """A psycopg connection that keeps one cursor for Query.run: a new cursor looks up every column's loader
+    again, some 15 µs for a profile row. The Store's pool makes these; any other connection works too."""
+
+    query_cursor: Cursor[Any] | None = None
+
+
+def _cursor(conn: Connection[Any]) -> Cursor[Any]:
+    """The cursor Query.run executes on: the connection's own if it keeps one, else a new one."""
+    if not isinstance(conn, QueryConnection):
+        return conn.cursor()
+    if conn.query_cursor is None:
+        conn.query_cursor = conn.cursor()
+    return conn.query_cursor
 
 
 def _parse_signature(line: str, where: str) -> tuple[str, Kind, tuple[str, ...], tuple[str, ...]]:

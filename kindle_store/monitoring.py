@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import orjson
 import psycopg
 from psycopg import sql
-from psycopg.rows import TupleRow, dict_row
+from psycopg.rows import TupleRow
 
 from .errors import KindleStoreError
 from .migrate import migration_ids, state
@@ -138,7 +138,7 @@ def _collect(store: Store) -> dict[str, Any]:
     with store.connection() as conn:
 
         def run(name: str, **params: Any) -> Any:
-            return Q[name].run(conn, store.schema, params, row_factory=dict_row)
+            return Q[name].run(conn, store.schema, params, dicts=True)
 
         return {
             "server": {**run("server_version"), "schema": store.schema},
@@ -283,7 +283,7 @@ def doctor(settings: Settings, *, out: TextIO) -> int:
         return 1
     good = _line(out, True, "connect", f"{mask_url(settings.database_url)} (schema {settings.schema})")
     with conn:
-        server = Q["server_version"].run(conn, settings.schema, {}, row_factory=dict_row)
+        server = Q["server_version"].run(conn, settings.schema, {}, dicts=True)
         good &= _line(out, True, "server", f"PostgreSQL {server['version']} (user {server['user']})")
         st = state(conn, settings.schema)
         good &= _line(out, st.current, "migrations", str(st))
@@ -295,7 +295,7 @@ def doctor(settings: Settings, *, out: TextIO) -> int:
         found = {
             (r["kind"], r["name"])
             for r in Q["schema_relations"].run(
-                conn, settings.schema, {"schema_name": settings.schema}, row_factory=dict_row
+                conn, settings.schema, {"schema_name": settings.schema}, dicts=True
             )
         }
     for mid in st.applied:

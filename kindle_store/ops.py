@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import TupleRow, dict_row
+from psycopg.rows import TupleRow
 
 from .backup import BackupFailed, RestoreRefused, backup, restore
 from .errors import ConfigurationError
@@ -73,7 +73,7 @@ def check_role_name(option: str, name: str) -> str:
 
 def _role(conn: psycopg.Connection[TupleRow], schema: str, name: str) -> dict[str, Any] | None:
     """The role's attributes (name, superuser, can_login); None if there is no such role."""
-    rows: list[dict[str, Any]] = G["roles"].run(conn, schema, row_factory=dict_row)
+    rows: list[dict[str, Any]] = G["roles"].run(conn, schema, dicts=True)
     return next((r for r in rows if r["name"] == name), None)
 
 
@@ -95,7 +95,7 @@ def _take_ownership(conn: psycopg.Connection[TupleRow], schema: str, owner: str)
     if row.fetchone() != (owner,):
         conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(owner)))
         changed += 1
-    objects = G["schema_objects"].run(conn, schema, {"schema_name": schema}, row_factory=dict_row)
+    objects = G["schema_objects"].run(conn, schema, {"schema_name": schema}, dicts=True)
     for obj in objects:
         if obj["owner"] == owner:
             continue
@@ -137,7 +137,7 @@ def grant(settings: Settings, *, app_role: str, owner_role: str | None, out: Tex
     with connect(settings) as conn, conn.transaction():
         if not M["schema_exists"].run(conn, schema, {"schema_name": schema}):
             raise ConfigurationError(f"schema {schema!r} does not exist: run kindle-store migrate first")
-        current: str = M["server_version"].run(conn, schema, {}, row_factory=dict_row)["user"]
+        current: str = M["server_version"].run(conn, schema, {}, dicts=True)["user"]
         owner = owner_role or current
         if owner_role is not None:
             _ensure_role(conn, schema, owner_role, "owner of the schema (run migrations as it)", done)
@@ -149,7 +149,7 @@ def grant(settings: Settings, *, app_role: str, owner_role: str | None, out: Tex
         idents = {"schema": sql.Identifier(schema), "app": sql.Identifier(app_role), "owner": sql.Identifier(owner)}
         for statement in _APP_PRIVILEGES:
             conn.execute(statement.format(**idents))
-        relations = M["schema_relations"].run(conn, schema, {"schema_name": schema}, row_factory=dict_row)
+        relations = M["schema_relations"].run(conn, schema, {"schema_name": schema}, dicts=True)
         tables = [r["name"] for r in relations if r["kind"] in ("table", "view", "materialized view")]
         yoyo = [t for t in tables if _YOYO.fullmatch(t)]
         if yoyo:  # the application reads the schema version; only migrations write it
@@ -161,7 +161,7 @@ def grant(settings: Settings, *, app_role: str, owner_role: str | None, out: Tex
         sequences = [r["name"] for r in relations if r["kind"] == "sequence"]
         routines = [
             r["name"]
-            for r in G["schema_objects"].run(conn, schema, {"schema_name": schema}, row_factory=dict_row)
+            for r in G["schema_objects"].run(conn, schema, {"schema_name": schema}, dicts=True)
             if r["kind"] == "ROUTINE"
         ]
     for line in done:

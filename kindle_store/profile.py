@@ -125,6 +125,22 @@ def encode(kind: Kind, v: Any, where: str, strict: bool = True) -> tuple[Any, bo
     raise InvalidProfile(f"{where}: expected {kind.value}, got {_type_name(v)} {str(v)[:40]!r}")
 
 
+Rendering = tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
+
+
+def _render(plan: Rendering, value: Callable[[str], Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """One row's JSON object: each non-null typed column (`value(attribute)`) rendered under its key, then
+    `extra` over them (a key kept as written wins)."""
+    out: dict[str, Any] = {}
+    for attr, key, conv in plan:
+        v = value(attr)
+        if v is not None:
+            out[key] = v if conv is None else conv(v)
+    if extra:
+        out.update(extra)
+    return out
+
+
 def renderer(kind: Kind) -> Callable[[Any], Any] | None:
     """What turns a non-null column of `kind` into its JSON value; None when the column is the value."""
     if kind is Kind.ISO:
@@ -188,19 +204,12 @@ class _Row:
 
     @classmethod
     @cache
-    def _rendering(cls) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
+    def _rendering(cls) -> Rendering:
         """(attribute, JSON key, renderer) of each typed column, in document order."""
         return tuple((s.attr, s.key, renderer(s.kind)) for s in cls.specs().values())
 
     def _fields_to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for attr, key, conv in self._rendering():
-            v = getattr(self, attr)
-            if v is not None:
-                out[key] = v if conv is None else conv(v)
-        if self.extra:
-            out.update(self.extra)
-        return out
+        return _render(self._rendering(), self.__getattribute__, self.extra)
 
     def set_key(self, key: str, value: Any, where: str, strict: bool = True) -> bool:
         """Set one JSON key of this row; False if it is not a typed column (the caller decides)."""
@@ -256,6 +265,15 @@ class Section(_Row):
     def _timestamps(cls) -> tuple[str, ...]:
         """The attributes of the timestamp columns."""
         return tuple(s.attr for s in cls.specs().values() if s.kind not in (Kind.TEXT, Kind.BOOL, Kind.INT))
+
+    @classmethod
+    @cache
+    def _json_rendering(cls) -> Rendering:
+        """_rendering() for `to_json(section_row)`, where a timestamp arrives as an ISO string with an offset."""
+        def from_json(conv: Callable[[Any], Any]) -> Callable[[str], Any]:
+            return lambda v: conv(datetime.fromisoformat(v))
+
+        return tuple((attr, key, conv if conv is None else from_json(conv)) for attr, key, conv in cls._rendering())
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Section:
@@ -412,6 +430,20 @@ class Profile(_Row):
             setattr(self, key, None)
         elif key in self.specs():
             setattr(self, self.specs()[key].attr, None)
+
+    @classmethod
+    def document(cls, row: dict[str, Any]) -> dict[str, Any]:
+        """`from_row(row).to_dict()`, rendered straight from the `profile_rows` row without the typed rows."""
+        extra = row["extra"]
+        doc = _render(cls._rendering(), row.__getitem__, extra)
+        for name, section in SECTIONS.items():
+            values = row[name]
+            if values is not None:
+                doc[name] = _render(section._json_rendering(), values.__getitem__, values["extra"])
+        if row["has_preferences"]:
+            doc["preferences"] = row["preferences"] or {}
+        doc.update(extra)
+        return doc
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Profile:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from psycopg import Connection
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from .errors import InvalidProfile, ProfileNotFound
@@ -26,6 +26,29 @@ def same_json(a: Any, b: Any) -> bool:
     """Equal as JSON values, types included (1, 1.0 and true all differ)."""
     opt = orjson.OPT_SORT_KEYS
     return orjson.dumps(a, option=opt) == orjson.dumps(b, option=opt)
+
+
+#: the values a document key can hold that are compared as themselves (immutable; their type compared too)
+_SCALARS = frozenset({str, int, bool, type(None)})
+#: stands for a key the document did not have
+_GONE = object()
+
+
+def _changed(email: str, key: Any, before: Any, after: Any) -> bool:
+    """Whether the block changed document key `key` from `before` (see edit) to `after`; InvalidProfile for a
+    changed value that is not JSON or a key that cannot be stored."""
+    if type(after) in _SCALARS:
+        changed = type(after) is not type(before) or after != before
+    else:
+        try:
+            changed = type(before) is not bytes or orjson.dumps(after, option=orjson.OPT_SORT_KEYS) != before
+        except TypeError as e:
+            raise InvalidProfile(f"{email}: {key!r:.40}: not JSON: {e}") from None
+    if changed:
+        if type(key) is not str:
+            raise InvalidProfile(f"{email}: key {key!r:.40} is not a string")
+        check_value(key, f"{email}: key {key[:40]!r}")
+    return changed
 
 
 def _raw(exact: bool, value: Any) -> Json | None:
@@ -46,36 +69,51 @@ class Profiles:
         self.schema = schema
 
     def _one(self, conn: Connection[Any], name: str, params: dict[str, Any], **idents: str) -> Any:
-        return Q[name].run(conn, self.schema, params, row_factory=tuple_row, **idents)
+        return Q[name].run(conn, self.schema, params, dicts=False, **idents)
 
-    def _profiles(self, conn: Connection[Any], name: str, params: dict[str, Any]) -> list[Profile]:
-        rows = Q[name].run(conn, self.schema, params, row_factory=dict_row)
+    def _rows(self, conn: Connection[Any], name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The `profile_rows` rows a read query gives."""
+        found = Q[name].run(conn, self.schema, params, dicts=True)
         if Q[name].kind == "one":
-            rows = [] if rows is None else [rows]
-        return [Profile.from_row(r) for r in rows]
+            return [] if found is None else [found]
+        return found  # type: ignore[no-any-return]
 
-    # -- reads --------------------------------------------------------------------------------------------------
+    # -- reads: typed Profiles, or straight to users.json documents (what .to_dict() gives, built faster) --------
 
     def get(self, conn: Connection[Any], email: str) -> Profile | None:
         """The profile of `email` (any case); None if there is none."""
-        found = self._profiles(conn, "get_profile", {"email": email})
-        return found[0] if found else None
+        rows = self._rows(conn, "get_profile", {"email": email})
+        return Profile.from_row(rows[0]) if rows else None
+
+    def get_document(self, conn: Connection[Any], email: str) -> dict[str, Any] | None:
+        """The users.json document of `email` (any case); None if there is none."""
+        rows = self._rows(conn, "get_profile", {"email": email})
+        return Profile.document(rows[0]) if rows else None
 
     def all(self, conn: Connection[Any]) -> list[Profile]:
         """Every profile, oldest first."""
-        return self._profiles(conn, "list_profiles", {})
+        return [Profile.from_row(row) for row in self._rows(conn, "list_profiles", {})]
 
-    def iter_all(self, conn: Connection[Any], batch: int = 500) -> Iterator[Profile]:
-        """Every profile, streamed through a server-side cursor (memory stays flat); needs a transaction."""
+    def all_documents(self, conn: Connection[Any]) -> dict[str, dict[str, Any]]:
+        """Every profile's document by its stored email, oldest first."""
+        return {row["email"]: Profile.document(row) for row in self._rows(conn, "list_profiles", {})}
+
+    def iter_documents(self, conn: Connection[Any], batch: int = 500) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(email, document) of every profile, oldest first, streamed through a server-side cursor (memory stays
+        flat); needs a transaction."""
         with conn.cursor(name="kindle_store_profiles", row_factory=dict_row) as cur:
             cur.itersize = batch
             cur.execute(Q["list_profiles"].compose(self.schema))
             for row in cur:
-                yield Profile.from_row(row)
+                yield row["email"], Profile.document(row)
 
     def recent(self, conn: Connection[Any], limit: int = 10) -> list[Profile]:
         """The `limit` profiles used most recently, newest first; never-used profiles are left out."""
-        return self._profiles(conn, "recent_profiles", {"limit": limit})
+        return [Profile.from_row(row) for row in self._rows(conn, "recent_profiles", {"limit": limit})]
+
+    def recent_documents(self, conn: Connection[Any], limit: int = 10) -> list[dict[str, Any]]:
+        """recent(), as documents."""
+        return [Profile.document(row) for row in self._rows(conn, "recent_profiles", {"limit": limit})]
 
     # -- writes: one statement each --------------------------------------------------------------------------
 
@@ -178,28 +216,23 @@ class Profiles:
         """
         # One statement locks and reads. In READ COMMITTED its snapshot predates a wait for the lock, so after
         # one (another writer committed meanwhile: the locked version is newer) the profile is read again.
-        row = Q["lock_and_get_profile"].run(conn, self.schema, {"email": email}, row_factory=dict_row)
+        row = Q["lock_and_get_profile"].run(conn, self.schema, {"email": email}, dicts=True)
         if row is not None and row["locked_version"] != row["version"]:
-            row = Q["get_profile"].run(conn, self.schema, {"email": email}, row_factory=dict_row)
+            row = Q["get_profile"].run(conn, self.schema, {"email": email}, dicts=True)
         if row is None:
             raise ProfileNotFound(f"no profile for {email!r}")
-        profile = Profile.from_row(row)
-        doc = profile.to_dict()
-        # each top-level value as JSON: what the block changes is found by comparing these, key by key
-        before = {key: orjson.dumps(value, option=orjson.OPT_SORT_KEYS) for key, value in doc.items()}
+        doc = Profile.document(row)
+        # what tells whether a top-level value changed: a scalar itself (immutable), anything else (it may be
+        # changed in place; 0.0 == -0.0) as its JSON text with sorted keys
+        before = {key: value if type(value) in _SCALARS else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+                  for key, value in doc.items()}
         yield doc
-        changed = []
-        for key in [*doc, *(k for k in before if k not in doc)]:
-            try:
-                after = orjson.dumps(doc[key], option=orjson.OPT_SORT_KEYS) if key in doc else None
-            except TypeError as e:
-                raise InvalidProfile(f"{email}: {key!r:.40}: not JSON: {e}") from None
-            if after != before.get(key):
-                if type(key) is not str:
-                    raise InvalidProfile(f"{email}: key {key!r:.40} is not a string")
-                check_value(key, f"{email}: key {key[:40]!r}")
-                changed.append(key)
+        changed = [key for key, value in doc.items()
+                   if value is not before.get(key, _GONE) and _changed(email, key, before.get(key, _GONE), value)]
+        changed += [key for key in before if key not in doc]
         if changed:
+            # only what changed is set: a profile holding the stored id and extra is enough for write()
+            profile = Profile(email=row["email"], id=row["id"], extra=dict(row["extra"]))
             for key in changed:
                 if key in doc:
                     profile.set_key(key, doc[key], f"{email}: {key}", strict=False)
@@ -208,11 +241,12 @@ class Profiles:
             self.write(conn, profile, changed)
 
     def write(self, conn: Connection[Any], profile: Profile, keys: Iterable[str]) -> None:
-        """Store the top-level `keys` of `profile` (same id), in one round trip, bumping version once."""
+        """Store the top-level `keys` of `profile` and its extra (same id), in one round trip, bumping version
+        once; nothing else of `profile` is read."""
         assert profile.id is not None
         uid = profile.id
         specs = Profile.specs()
-        columns: dict[str, Any] = {"extra": profile.extra, "has_preferences": profile.preferences is not None}
+        columns: dict[str, Any] = {"extra": profile.extra}
         keys = list(keys)
         # several statements go in one round trip; one alone is cheaper without psycopg's pipeline machinery
         several = any(key in SECTIONS or key == _PREFERENCES for key in keys)
@@ -226,6 +260,7 @@ class Profiles:
                     if section is not None:
                         self._one(conn, "insert_section", {"row": Json(_section_row(uid, section))}, table=key)
                 elif key == _PREFERENCES:
+                    columns["has_preferences"] = profile.preferences is not None
                     self._one(conn, "delete_preferences", {"user_id": uid})
                     if profile.preferences:
                         self._one(conn, "insert_preferences", {"user_id": uid, "prefs": Json(profile.preferences)})

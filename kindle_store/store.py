@@ -20,6 +20,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from ._process import ProcessWide
+from ._sqlfiles import QueryConnection
 from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
 from .profiles import Profiles
@@ -107,7 +108,7 @@ class Store:
             kwargs["options"] = f"-c statement_timeout={int(s.statement_timeout_ms)}"
         self._pool = ConnectionPool(
             s.database_url, min_size=s.min_size, max_size=s.max_size, timeout=s.timeout, kwargs=kwargs,
-            configure=self._configure, check=self._check, open=False,
+            configure=self._configure, check=self._check, open=False, connection_class=QueryConnection,
             name=f"kindle_store[{s.schema}]",
         )
         self._pool.open(wait=wait, timeout=s.timeout)

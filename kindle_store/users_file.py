@@ -18,7 +18,6 @@ from typing import Any, TextIO
 
 import orjson
 from psycopg import Connection
-from psycopg.rows import dict_row
 
 from .errors import InvalidProfile, InvalidUsersFile
 from .jsonfile import atomic_write
@@ -270,7 +269,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
         if not dry_run:
             Q["lock_users"].run(conn, schema)
         Q["no_jit"].run(conn, schema)
-        found = Q["existing_profiles"].run(conn, schema, {"emails": list(doc)}, row_factory=dict_row)
+        found = Q["existing_profiles"].run(conn, schema, {"emails": list(doc)}, dicts=True)
         old = {r["file_email"]: Profile.from_row(r) for r in found}
         kept = int(Q["count_profiles"].run(conn, schema)) - len(old)
         changes: list[tuple[int, Profile, Profile | None]] = []
@@ -327,8 +326,7 @@ def export_documents(store: Store) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every stored profile as (email, users.json document), oldest first, streamed from one transaction."""
     with store.connection() as conn:
         require_current(conn, store.schema)
-        for p in store.profiles.iter_all(conn):
-            yield p.email, p.to_dict()
+        yield from store.profiles.iter_documents(conn)
 
 
 def _users_json(docs: Iterable[tuple[str, dict[str, Any]]], write: Callable[[bytes], Any]) -> int:

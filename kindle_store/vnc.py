@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
-from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Json
 
 from .errors import InvalidProfile, InvalidVncFile
@@ -171,10 +170,10 @@ class VncInstances:
         self.schema = schema
 
     def _run(self, conn: Connection[Any], name: str, params: dict[str, Any] | None = None) -> Any:
-        return Q[name].run(conn, self.schema, params or {}, row_factory=tuple_row)
+        return Q[name].run(conn, self.schema, params or {})
 
     def _slots(self, conn: Connection[Any], name: str, params: dict[str, Any] | None = None) -> list[VncInstance]:
-        rows = Q[name].run(conn, self.schema, params or {}, row_factory=dict_row)
+        rows = Q[name].run(conn, self.schema, params or {}, dicts=True)
         if Q[name].kind == "one":
             rows = [] if rows is None else [rows]
         return [VncInstance.from_row(r) for r in rows]
@@ -196,7 +195,7 @@ class VncInstances:
 
     def port_formula(self, conn: Connection[Any], first: int, last: int) -> dict[int, dict[str, int]]:
         """{n: display and ports of slot n} for first..last, as the database computes them."""
-        rows = Q["port_formula"].run(conn, self.schema, {"first": first, "last": last}, row_factory=dict_row)
+        rows = Q["port_formula"].run(conn, self.schema, {"first": first, "last": last}, dicts=True)
         return {r.pop("id"): r for r in rows}
 
     # -- writes: one statement each ------------------------------------------------------------------------

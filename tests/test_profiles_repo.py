@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,6 +12,7 @@ import pytest
 from kindle_store.errors import InvalidProfile, ProfileNotFound
 from kindle_store.profile import Profile
 from kindle_store.profiles import same_json
+from kindle_store.users_file import import_file
 
 
 def doc_of(store: Any, email: str) -> dict[str, Any] | None:
@@ -309,3 +312,21 @@ def test_registering_again_with_the_same_values_writes_nothing(store: Any) -> No
     with store.connection() as c:
         assert store.profiles.register(c, "t@x", "avd", vnc_instance=3) is False
     assert (first[0] + 1, 3) == (_stamp(store, "t@x")[0], doc_of(store, "t@x")["vnc_instance"])  # type: ignore[index]
+
+
+def test_documents_are_what_the_typed_profiles_render(store: Any) -> None:
+    """get_document, all_documents and recent_documents skip the typed rows; they must give what to_dict gives,
+    type for type, for every row of DESIGN section 2 (tests/data/users_full.json)."""
+    full = Path(__file__).parent / "data" / "users_full.json"
+    assert 0 == import_file(store, full, dry_run=False, backup=False, out=io.StringIO(), err=io.StringIO())
+    file = orjson.loads(full.read_bytes())
+    with store.connection() as c:
+        typed = {p.email: p.to_dict() for p in store.profiles.all(c)}
+        assert [same_json(store.profiles.get_document(c, e.upper()), typed[e]) for e in file] == [True] * len(file)
+        assert store.profiles.get_document(c, "nobody@x") is None
+        assert same_json(store.profiles.all_documents(c), typed)
+        assert same_json(dict(store.profiles.iter_documents(c)), typed)
+        recent = store.profiles.recent_documents(c, 3)
+        assert same_json(recent, [p.to_dict() for p in store.profiles.recent(c, 3)])
+    assert same_json(typed, file)
+    assert recent  # the fixture has used profiles, so the comparison above compared something

@@ -83,3 +83,20 @@ def test_every_query_runs(store: Any, family: str, name: str) -> None:
                     query.run(conn, store.schema, params, **IDENTS.get(name, {}))
         except psycopg.errors.UniqueViolation:
             pass  # ran against the real schema; the sample row simply exists already
+
+
+def test_pooled_connection_runs_every_query_on_one_cursor(tmp_path: Path, store: Any) -> None:
+    """Query.run reuses the pooled connection's cursor; rows of queries of one width that alternate on it still
+    come back under their own column names, and a failed statement leaves the cursor usable."""
+    queries = load_file(write(tmp_path, "-- name: a(n) :one\n-- doc\nSELECT :n::int AS a, 1 AS x\n"
+                                        "-- name: b(n) :many\n-- doc\nSELECT :n::int AS b, 2 AS y\n"))
+    with store.connection() as conn:
+        got = [queries["a"].run(conn, store.schema, {"n": 1}, dicts=True),
+               queries["b"].run(conn, store.schema, {"n": 2}, dicts=True),
+               queries["a"].run(conn, store.schema, {"n": 3})]
+        cursor = conn.query_cursor
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation), conn.transaction():
+            queries["a"].run(conn, store.schema, {"n": "not a number"})
+        got.append(queries["b"].run(conn, store.schema, {"n": 4}, dicts=True))
+        assert cursor is not None and cursor is conn.query_cursor
+    assert [{"a": 1, "x": 1}, [{"b": 2, "y": 2}], (3, 1), [{"b": 4, "y": 2}]] == got

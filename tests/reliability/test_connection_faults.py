@@ -63,7 +63,7 @@ def fail_once(monkeypatch: pytest.MonkeyPatch, manager: DbProfileManager, name: 
 def test_read_is_retried_once_on_a_fresh_connection(manager: DbProfileManager, monkeypatch: pytest.MonkeyPatch,
                                                     retries: Callable[[str], int]) -> None:
     manager.register_profile("a@x", "avd")
-    calls = fail_once(monkeypatch, manager, "get", after=False)
+    calls = fail_once(monkeypatch, manager, "get_document", after=False)
     assert ("avd", 2, 1) == (manager.get_avd_for_email("a@x"), len(calls), retries("connection lost"))
 
 

@@ -18,11 +18,12 @@ from typing import Any, TextIO
 
 import orjson
 from psycopg import Connection
+from psycopg.types.json import Json
 
 from .errors import InvalidProfile, InvalidUsersFile
 from .jsonfile import atomic_write
 from .migrate import require_current
-from .profile import SECTIONS, Profile, Section, check_email
+from .profile import SECTIONS, Kind, Profile, Section, check_email
 from .profiles import same_json
 from .queries import queries
 from .store import Store
@@ -160,10 +161,21 @@ def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tupl
 # The typed columns of each table in the order the COPY statements of sql/import.sql name them (then `extra`).
 _USERS_COLUMNS = attrgetter(*Profile.columns()[:-1])
 _SECTION_COLUMNS = {name: attrgetter(*cls.columns()[:-1]) for name, cls in SECTIONS.items()}
+_PG_TYPES = {Kind.TEXT: "text", Kind.BOOL: "bool", Kind.INT: "int4", Kind.EPOCH: "timestamptz",
+             Kind.EPOCH_OR_ISO: "timestamptz", Kind.ISO: "timestamptz"}
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
+def _types(row: type[Profile] | type[Section]) -> list[str]:
+    return [*(_PG_TYPES[spec.kind] for spec in row.specs().values()), "json"]
+
+
+#: The column types of each COPY, in its column order: binary COPY sends each value in the type's own binary
+#: form (no text to escape on our side, none to parse on the server's), so it must name them.
+COPY_TYPES = {
+    "copy_stage": ["int4", "int8", "text", *_types(Profile), "bool"],
+    **{f"copy_{name}": ["int8", *_types(cls)] for name, cls in SECTIONS.items()},
+    "copy_preferences": ["int8", "text", "json"],
+}
 
 
 def _part(p: Profile, name: str) -> Any:
@@ -178,15 +190,16 @@ def _part_rows(name: str, user_id: int, p: Profile) -> Iterator[tuple[Any, ...]]
     """The rows of one section (none or one), or of the preferences (one per key), as its COPY takes them."""
     if name == "preferences":
         for key, value in (p.preferences or {}).items():
-            yield user_id, key, _json(value)
+            yield user_id, key, Json(value)  # wrapped: a JSON null is a value here, not an SQL NULL
         return
     section: Section | None = getattr(p, name)
     if section is not None:
-        yield user_id, *_SECTION_COLUMNS[name](section), _json(section.extra)
+        yield user_id, *_SECTION_COLUMNS[name](section), section.extra
 
 
 def _copy(conn: Connection[Any], schema: str, name: str, rows: Iterable[tuple[Any, ...]]) -> None:
     with conn.cursor() as cur, cur.copy(Q[name].compose(schema)) as copy:
+        copy.set_types(COPY_TYPES[name])
         for row in rows:
             copy.write_row(row)
 
@@ -196,7 +209,7 @@ def _write(conn: Connection[Any], schema: str, changes: list[tuple[int, int, Pro
     the preferences, delete the rows a changed profile replaces or drops and COPY in the new ones."""
     Q["create_stage"].run(conn, schema)
     users = (
-        (position, user_id, new.email, *_USERS_COLUMNS(new), _json(new.extra), new.preferences is not None)
+        (position, user_id, new.email, *_USERS_COLUMNS(new), new.extra, new.preferences is not None)
         for position, user_id, new, _ in changes
     )
     _copy(conn, schema, "copy_stage", users)

@@ -2,7 +2,7 @@
 -- whatever the number of profiles. The users rows of the profiles that are new or differ are COPYed into a
 -- temporary staging table, each with its id (new profiles get theirs from the sequence first), and upserted by id
 -- from there; the section and preferences rows that a changed profile replaces or drops are deleted, and the new
--- ones COPYed straight into their tables (typed values: nothing left for the server to parse out of JSON).
+-- ones COPYed straight into their tables, in binary (typed values: nothing for either side to escape or parse).
 -- Each COPY names its columns in the order users_file.py sends them (tests/test_users_file.py holds the two together).
 
 -- name: no_jit() :affected
@@ -38,14 +38,14 @@ SELECT CAST(0 AS integer) AS ord, u.*
   WITH NO DATA
 
 -- name: copy_stage() :affected
--- COPY (text format) of the staged users rows: file order, id, email, the typed columns, extra, has_preferences.
+-- COPY (binary format) of the staged users rows: file order, id, email, the typed columns, extra, has_preferences.
 COPY pg_temp.kindle_import_stage (
        ord, id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
        android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date, cold_storage_date,
        last_snapshot_timestamp, was_running_at_restart, styles_updated, created_from_seed_clone,
        post_boot_randomized, needs_device_randomization, cold_storage_dry_run, vnc_instance, extra,
        has_preferences)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)
 
 -- name: upsert_users() :affected
 -- Create the new profiles (with their reserved ids, in file order) and rewrite the changed ones, bumping
@@ -87,32 +87,32 @@ DELETE FROM {schema}.{table}
  WHERE user_id = ANY(CAST(:ids AS bigint[]))
 
 -- name: copy_emulator_settings() :affected
--- COPY (text format) of the new emulator_settings rows.
+-- COPY (binary format) of the new emulator_settings rows.
 COPY {schema}.emulator_settings (
        user_id, hw_overlays_disabled, animations_disabled, sleep_disabled, status_bar_disabled,
        auto_updates_disabled, memory_optimizations_applied, appium_device_initialized, memory_optimization_timestamp,
        extra)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)
 
 -- name: copy_device_identifiers() :affected
--- COPY (text format) of the new device_identifiers rows.
+-- COPY (binary format) of the new device_identifiers rows.
 COPY {schema}.device_identifiers (
        user_id, hw_wifi_mac, hw_ethernet_mac, ro_serialno, ro_build_id, ro_product_name, android_id, extra)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)
 
 -- name: copy_library_settings() :affected
--- COPY (text format) of the new library_settings rows.
+-- COPY (binary format) of the new library_settings rows.
 COPY {schema}.library_settings (user_id, view_type, group_by_series, actively_reading_title, extra)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)
 
 -- name: copy_reading_settings() :affected
--- COPY (text format) of the new reading_settings rows.
+-- COPY (binary format) of the new reading_settings rows.
 COPY {schema}.reading_settings (
        user_id, theme, font_size, real_time_highlighting, about_book, page_turn_animation, popular_highlights,
        highlight_menu, extra)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)
 
 -- name: copy_preferences() :affected
--- COPY (text format) of the new preferences, one row per key, each value's JSON text as orjson writes it.
+-- COPY (binary format) of the new preferences, one row per key, each value's JSON text as orjson writes it.
 COPY {schema}.user_preferences (user_id, key, value)
-FROM STDIN
+FROM STDIN (FORMAT BINARY)

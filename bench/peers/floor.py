@@ -6,7 +6,7 @@ Raw psycopg on one connection opened beforehand (autocommit, no pool), one prepa
 validation, no conversion. Each write has the same effect on the tables as kindle_store's (typed column, the
 key's override dropped from `extra`, version and updated_at bumped), so the ratio shows the client's cost.
 
-`copy_import` is the import floor: COPY of rows already built in memory straight into the six tables.
+`copy_import` is the import floor: binary COPY of rows already built in memory straight into the six tables.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from psycopg import Connection, sql
 from psycopg.types.json import Json, set_json_dumps, set_json_loads
 
 from kindle_store.profile import SECTIONS, Profile
+from kindle_store.users_file import COPY_TYPES
 
 __all__ = ["CopyRows", "Floor", "copy_import", "copy_rows"]
 
@@ -137,12 +138,19 @@ def copy_rows(docs: dict[str, dict[str, Any]]) -> CopyRows:
     return rows
 
 
+#: each table's column types for binary COPY, as kindle_store's import names them (its staging table's first
+#: column, the row's place in the file, is not the users table's)
+_TYPES = {"users": COPY_TYPES["copy_stage"][1:], "user_preferences": COPY_TYPES["copy_preferences"],
+          **{name: COPY_TYPES[f"copy_{name}"] for name in SECTIONS}}
+
+
 def copy_import(conn: Connection[Any], schema: str, rows: CopyRows) -> None:
-    """COPY every table's rows in one transaction."""
+    """COPY (binary, as kindle_store's import does) every table's rows in one transaction."""
     with conn.transaction(), conn.cursor() as cur:
         for table, (columns, values) in rows.tables.items():
-            stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
+            stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
                 sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
             with cur.copy(stmt) as copy:
+                copy.set_types(_TYPES[table])
                 for row in values:
                     copy.write_row(row)

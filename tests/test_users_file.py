@@ -6,6 +6,7 @@ import gc
 import io
 import re
 import shutil
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +112,11 @@ def test_export_keeps_file_order(store: Store) -> None:
     assert list(load(SAMPLE)) == list(exported(store))
 
 
-def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Store, tmp_path: Path) -> None:
+def generated(n: int, first: int = 0) -> dict[str, Any]:
+    """n profiles made from the full fixture's, each under its own email."""
     templates = list(load(FULL).values())
     docs = {}
-    for i in range(10_000):
+    for i in range(first, first + n):
         doc = orjson.loads(orjson.dumps(templates[i % len(templates)]))
         email = f"reader{i:05d}@example.com"
         if "email" in doc:
@@ -122,6 +124,11 @@ def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Sto
         if type(doc.get("last_used")) is int:
             doc["last_used"] += i
         docs[email] = doc
+    return docs
+
+
+def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Store, tmp_path: Path) -> None:
+    docs = generated(10_000)
     path = write(tmp_path / "users.json", docs)
     run_import(store, path)
     export_file(store, tmp_path / "export.json", out=io.StringIO())
@@ -129,6 +136,24 @@ def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Sto
     summary = run_import(store, path)[-1]
     assert (sorted_json(docs), "imported 10000 profiles: 0 created, 0 updated, 10000 unchanged", before) == (
         sorted_json(load(tmp_path / "export.json")), summary, row_state(store))
+
+
+def test_export_streams_so_memory_stays_flat_as_profiles_grow(store: Store, tmp_path: Path) -> None:
+    """export-json holds one batch of profiles at a time: four times the profiles, about the same peak."""
+    def export_peak() -> int:
+        tracemalloc.start()
+        try:
+            export_file(store, tmp_path / "export.json", out=io.StringIO())
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    run_import(store, write(tmp_path / "users.json", generated(1_000)))
+    small = export_peak()
+    run_import(store, write(tmp_path / "users.json", generated(3_000, first=1_000)))
+    large = export_peak()
+    assert len(load(tmp_path / "export.json")) == 4_000
+    assert large < 1.5 * small, (small, large)  # held all at once, 4x the profiles would take ~4x the memory
 
 
 # -- idempotency, updates, what the file lacks -------------------------------------------------------------

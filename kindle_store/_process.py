@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-__all__ = ["ProcessWide"]
+__all__ = ["ProcessWide", "ProcessWideManager"]
 
 T = TypeVar("T")
+M = TypeVar("M")
 _ALL: weakref.WeakSet[ProcessWide[object]] = weakref.WeakSet()
 
 
@@ -35,6 +37,37 @@ class ProcessWide(Generic[T]):
             value, self._value = self._value, None
             if value is not None and self._pid == os.getpid():
                 self._close(value)
+
+
+class ProcessWideManager(ABC, Generic[M]):
+    """What both application-facing managers share: one manager per process, chosen by the environment, and
+    close() when used as a context manager. A subclass sets `_process_wide` to what builds its manager."""
+
+    _process_wide: ClassVar[ProcessWide[Any]]
+
+    @classmethod
+    def get_instance(cls) -> M:
+        """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON files."""
+        manager: M = cls._process_wide.get()
+        return manager
+
+    @classmethod
+    def reset_instance(cls) -> None:
+        """Close and forget the process-wide manager and its pool (tests, or after changing the environment)."""
+        from .store import reset_shared_store
+
+        cls._process_wide.reset()
+        reset_shared_store()
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the manager holds (a pool, for the database); idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _new_locks_in_child() -> None:

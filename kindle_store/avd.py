@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ._process import ProcessWide
+from ._process import ProcessWide, ProcessWideManager
 from ._values import check_storable, check_user_field
 from .settings import truthy
 
@@ -19,24 +19,8 @@ ProfileDict = dict[str, Any]
 _MISSING = object()
 
 
-class AVDProfileManager(ABC):
+class AVDProfileManager(ProcessWideManager["AVDProfileManager"]):
     """Profiles keyed by email (matched case-insensitively); backends implement the abstract core."""
-
-
-    # -- the process-wide manager ------------------------------------------------------------------
-
-    @classmethod
-    def get_instance(cls) -> AVDProfileManager:
-        """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON file."""
-        return _PROCESS_WIDE.get()
-
-    @classmethod
-    def reset_instance(cls) -> None:
-        """Close and forget the process-wide manager and its pool (tests, or after changing the environment)."""
-        from .store import reset_shared_store
-
-        _PROCESS_WIDE.reset()
-        reset_shared_store()
 
     # -- the abstract core -------------------------------------------------------------------------
 
@@ -72,10 +56,6 @@ class AVDProfileManager(ABC):
     def edit_profile(self, email: str) -> AbstractContextManager[ProfileDict]:
         """Yield the profile, written back atomically on exit; nothing written if the block raises."""
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release what the manager holds (a pool, for the database); idempotent."""
-
     # -- derived, the same for every backend -------------------------------------------------------
 
     def get_avd_for_email(self, email: str) -> str | None:
@@ -110,13 +90,6 @@ class AVDProfileManager(ABC):
         """Set styles_updated; False for an unknown email."""
         return self.set_user_field(email, "styles_updated", is_updated)
 
-    def __enter__(self) -> AVDProfileManager:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 
 def _from_env() -> AVDProfileManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
@@ -129,4 +102,4 @@ def _from_env() -> AVDProfileManager:
     return JsonProfileManager(os.environ.get("KINDLE_USERS_JSON", "user_data/users.json"))
 
 
-_PROCESS_WIDE: ProcessWide[AVDProfileManager] = ProcessWide(_from_env, lambda m: m.close())
+AVDProfileManager._process_wide = ProcessWide(_from_env, lambda manager: manager.close())

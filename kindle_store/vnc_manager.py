@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
-from ._process import ProcessWide
+from ._process import ProcessWide, ProcessWideManager
 from .settings import truthy
 
 __all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "new_instance", "ports_for"]
@@ -59,22 +59,8 @@ def new_instance(n: int, assigned_profile: str | None = None) -> Instance:
     return {k: fields[k] for k in INSTANCE_KEYS}
 
 
-class VNCInstanceManager(ABC):
+class VNCInstanceManager(ProcessWideManager["VNCInstanceManager"]):
     """VNC/emulator slots assigned to emails (matched case-insensitively); backends implement the core."""
-
-
-    @classmethod
-    def get_instance(cls) -> VNCInstanceManager:
-        """The process-wide manager; USE_DATABASE_PROFILE_MANAGER picks PostgreSQL or the JSON files."""
-        return _PROCESS_WIDE.get()
-
-    @classmethod
-    def reset_instance(cls) -> None:
-        """Close and forget the process-wide manager and its pool (tests, or after changing the environment)."""
-        from .store import reset_shared_store
-
-        _PROCESS_WIDE.reset()
-        reset_shared_store()
 
     # -- the abstract core -------------------------------------------------------------------------
 
@@ -114,10 +100,6 @@ class VNCInstanceManager(ABC):
     def clear_running_at_restart_flags(self) -> None:
         """Set was_running_at_restart to null wherever it is set."""
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release what the manager holds (a pool, for the database); idempotent."""
-
     # -- derived, the same for every backend -------------------------------------------------------
 
     def get_assigned_instances(self) -> list[Instance]:
@@ -148,13 +130,6 @@ class VNCInstanceManager(ABC):
         emulator_id: str | None = self._get(email, "emulator_id")
         return emulator_id
 
-    def __enter__(self) -> VNCInstanceManager:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 
 def _from_env() -> VNCInstanceManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
@@ -170,4 +145,4 @@ def _from_env() -> VNCInstanceManager:
     )
 
 
-_PROCESS_WIDE: ProcessWide[VNCInstanceManager] = ProcessWide(_from_env, lambda m: m.close())
+VNCInstanceManager._process_wide = ProcessWide(_from_env, lambda manager: manager.close())

@@ -629,10 +629,12 @@ def test_get_instance_is_process_wide(json_env: Path) -> None:
     assert AVDProfileManager.get_instance() is AVDProfileManager.get_instance()
 
 
-def test_reset_instance_forgets_the_manager(json_env: Path) -> None:
+def test_reset_instance_closes_and_forgets_the_manager(json_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[AVDProfileManager] = []
+    monkeypatch.setattr(JsonProfileManager, "close", lambda manager: closed.append(manager))
     first = AVDProfileManager.get_instance()
     AVDProfileManager.reset_instance()
-    assert first is not AVDProfileManager.get_instance()
+    assert ([first], False) == (closed, first is AVDProfileManager.get_instance())
 
 
 def test_get_instance_refuses_a_malformed_flag(json_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

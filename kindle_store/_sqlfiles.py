@@ -111,8 +111,9 @@ class Query:
         return rows
 
     def _names(self, key: tuple[Any, ...], cur: Cursor[Any]) -> tuple[str, ...]:
-        """The result's column names, kept from one execution to the next rather than decoded each time (they
-        only change with the schema, and then so does their number)."""
+        """The result's column names, kept from one execution to the next rather than decoded each time: they
+        change only when a migration changes the statement's result, and are read again when their number does
+        (PostgreSQL itself refuses a prepared statement whose result changed: restart after such a migration)."""
         names = self._columns.get(key)
         if names is None or cur.pgresult is None or len(names) != cur.pgresult.nfields:
             names = self._columns[key] = tuple(c.name for c in cur.description or ())

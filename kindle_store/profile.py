@@ -51,7 +51,8 @@ _TEXT, _BOOL, _INT = Kind.TEXT, Kind.BOOL, Kind.INT
 _EPOCH, _EPOCH_OR_ISO, _ISO = Kind.EPOCH, Kind.EPOCH_OR_ISO, Kind.ISO
 
 
-def _type_name(v: Any) -> str:
+def json_type(v: Any) -> str:
+    """The JSON name of a value's type, for error messages."""
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "float", type(None): "null"}.get(type(v), type(v).__name__)
 
@@ -122,7 +123,7 @@ def encode(kind: Kind, v: Any, where: str, strict: bool = True) -> tuple[Any, bo
     if not strict:
         check_value(v, where)
         return None, False
-    raise InvalidProfile(f"{where}: expected {kind.value}, got {_type_name(v)} {str(v)[:40]!r}")
+    raise InvalidProfile(f"{where}: expected {kind.value}, got {json_type(v)} {str(v)[:40]!r}")
 
 
 Rendering = tuple[tuple[str, str, Callable[[Any], Any] | None], ...]
@@ -395,7 +396,7 @@ class Profile(_Row):
         """Validate a users.json profile and type it; InvalidProfile names the key that is wrong."""
         check_email(email)
         if type(doc) is not dict:
-            raise InvalidProfile(f"{email}: a profile must be an object, got {_type_name(doc)}")
+            raise InvalidProfile(f"{email}: a profile must be an object, got {json_type(doc)}")
         p = cls(email=email)
         p._fill(doc, email, ": ", strict)
         return p
@@ -416,7 +417,7 @@ class Profile(_Row):
                 setattr(self, key, None)
                 self.extra[key] = value
             else:
-                raise InvalidProfile(f"{where}: expected an object or null, got {_type_name(value)}")
+                raise InvalidProfile(f"{where}: expected an object or null, got {json_type(value)}")
             return True
         if not _Row.set_key(self, key, value, where, strict):
             check_value(value, where)

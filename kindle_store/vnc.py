@@ -30,7 +30,7 @@ from psycopg import Connection
 from psycopg.types.json import Json
 
 from .errors import InvalidProfile, InvalidVncFile
-from .profile import MAX_EMAIL_BYTES, check_value
+from .profile import MAX_EMAIL_BYTES, check_value, json_type
 from .queries import queries
 from .vnc_manager import INSTANCE_KEYS, Instance, ports_for
 
@@ -47,12 +47,6 @@ _INT32 = 2**31
 # Unix seconds PostgreSQL's to_timestamp and Python's datetime both take (years 1..9999)
 _EPOCH_MIN, _EPOCH_MAX = -62_135_596_800, 253_402_300_799
 _HEALTH = "appium_last_health_check"
-
-
-def json_type(v: Any) -> str:
-    """The JSON name of a value's type, for error messages."""
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "float", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _wrong(where: str, key: str, expected: str, v: Any) -> InvalidVncFile:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from kindle_store._values import _explain, check_storable, is_storable
 from kindle_store.errors import InvalidProfile
-from kindle_store.profile import SECTIONS, Kind, Profile, _iso, _type_name, check_email, encode
+from kindle_store.profile import SECTIONS, Kind, Profile, _iso, check_email, encode, json_type
 
 
 class Small(enum.IntEnum):
@@ -74,7 +74,7 @@ def from_dict_key_by_key(email: Any, doc: Any, strict: bool) -> Profile:
     """Profile.from_dict the slow way: every key checked before it is set, every place written out."""
     check_email(email)
     if type(doc) is not dict:
-        raise InvalidProfile(f"{email}: a profile must be an object, got {_type_name(doc)}")
+        raise InvalidProfile(f"{email}: a profile must be an object, got {json_type(doc)}")
     p = Profile(email=email)
     for key, value in doc.items():
         check_storable(key, f"{email}: key {str(key)[:40]!r}")

@@ -14,6 +14,7 @@ from .errors import (
     ProfileNotFound,
     SchemaBehind,
     SqlFileError,
+    StatementTimeout,
 )
 from .profile import Profile
 from .settings import Settings
@@ -34,6 +35,7 @@ __all__ = [
     "SchemaBehind",
     "Settings",
     "SqlFileError",
+    "StatementTimeout",
     "Store",
     "VNCInstanceManager",
 ]

@@ -1,4 +1,4 @@
-"""`kindle-store`: migrate, import/export/verify the JSON files, monitor, back up and restore.
+"""`kindle-store`: migrate, import/export/verify the JSON files, monitor, back up, restore and grant roles.
 
 With no DATABASE_URL (in the environment or `.env`), every command uses the embedded PostgreSQL in
 `.kindle_store/pgdata`, started on demand and migrated, and says so on stderr.
@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from .embedded import DEFAULT_PGDATA, announce
+from .embedded import DEFAULT_PGDATA
 from .errors import KindleStoreError
 from .migrate import migrate, rollback
 from .settings import Settings, scrub
@@ -33,17 +33,19 @@ def _load_dotenv(path: str) -> None:
     load_dotenv(path, override=False)
 
 
-def settings_from_env(err: TextIO) -> tuple[Settings, Any]:
-    """Settings from DATABASE_URL; without it, the embedded server (started and migrated here)."""
+def settings_from_env(err: TextIO, *, migrated: bool = True) -> tuple[Settings, Any]:
+    """Settings from DATABASE_URL; without it, the embedded server (started here, and migrated if `migrated`),
+    named on `err`."""
     if os.environ.get("DATABASE_URL"):
         return Settings.from_env(), None
     from .embedded import start_embedded
 
     pgdata = Path(os.environ.get("KINDLE_EMBEDDED_PGDATA", DEFAULT_PGDATA))
-    announce(pgdata)
+    print(f"kindle-store: DATABASE_URL not set; using embedded PostgreSQL in {pgdata}", file=err)
     server, url = start_embedded(pgdata)
     settings = Settings.from_env(database_url=url)
-    migrate(settings)
+    if migrated:
+        migrate(settings)
     return settings, server
 
 
@@ -60,7 +62,7 @@ def _path(value: str | None, env: str, default: str) -> Path:
 
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    settings, _server = settings_from_env(err)
+    settings, _server = settings_from_env(err, migrated=False)  # what this command does is the report
     if args.rollback:
         done = rollback(settings, all=args.all)
         print(f"rolled back {len(done)} migration(s): {', '.join(done) or '-'}", file=out)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 __all__ = ["DEFAULT_PGDATA", "start_embedded"]
 
 DEFAULT_PGDATA = Path(".kindle_store/pgdata")
-logger = logging.getLogger("kindle_store")
 
 
 def start_embedded(pgdata: Path = DEFAULT_PGDATA, *, cleanup_mode: str | None = "stop") -> tuple[Any, str]:
@@ -26,8 +23,3 @@ def start_embedded(pgdata: Path = DEFAULT_PGDATA, *, cleanup_mode: str | None = 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata, cleanup_mode=cleanup_mode)
     return server, str(server.get_uri())
-
-
-def announce(pgdata: Path) -> None:
-    """Say on stderr that the embedded server is in use (stdout stays clean for data)."""
-    print(f"kindle-store: DATABASE_URL not set; using embedded PostgreSQL in {pgdata}", file=sys.stderr)

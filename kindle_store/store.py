@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from ._process import ProcessWide
 from ._sqlfiles import QueryConnection
+from .embedded import DEFAULT_PGDATA
 from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
 from .profiles import Profiles
@@ -83,13 +84,12 @@ class Store:
         return cls(Settings.from_env(**overrides))
 
     @classmethod
-    def embedded(cls, path: str | Path = ".kindle_store/pgdata", **overrides: Any) -> Store:
+    def embedded(cls, path: str | Path = DEFAULT_PGDATA, **overrides: Any) -> Store:
         """A store on the embedded PostgreSQL kept in `path` (started if needed)."""
         from .embedded import start_embedded
 
         server, url = start_embedded(Path(path))
-        return cls(Settings.from_env(env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-                                     database_url=url, **overrides), embedded=server)
+        return cls(Settings.from_env(database_url=url, **overrides), embedded=server)
 
     def __repr__(self) -> str:
         return f"<Store {mask_url(self.settings.database_url)} schema={self.settings.schema}>"

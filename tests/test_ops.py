@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import inspect
 import io
 import json
@@ -61,6 +60,36 @@ def cli(monkeypatch: pytest.MonkeyPatch, database_url: str, settings: Settings) 
         return code, out.getvalue(), err.getvalue()
 
     return run
+
+
+def test_migrate_without_database_url_reports_what_it_applied_to_the_embedded_server(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The embedded path starts the server and (for every other command) migrates it; `migrate` itself must
+    not, or it would report a fresh server as already up to date and re-apply before rolling back."""
+    pgdata = tmp_path / "pgdata"
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("KINDLE_EMBEDDED_PGDATA", str(pgdata))
+    monkeypatch.setenv("KINDLE_SCHEMA", "kindle_cli_embedded")
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    ids = migration_ids()
+
+    def run(*args: str) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        return main(list(args), out=out, err=err), out.getvalue(), err.getvalue()
+
+    try:
+        runs = [run("migrate"), run("migrate"), run("migrate", "--rollback"), run("migrate", "--rollback")]
+    finally:
+        from kindle_store.embedded import start_embedded
+
+        start_embedded(pgdata, cleanup_mode="delete")[0].cleanup()
+    announced = f"kindle-store: DATABASE_URL not set; using embedded PostgreSQL in {pgdata}\n"
+    assert [
+        (0, f"applied {len(ids)} migration(s): {', '.join(ids)}\n", announced),
+        (0, "applied 0 migration(s): already up to date\n", announced),
+        (0, f"rolled back 1 migration(s): {ids[-1]}\n", announced),
+        (0, f"rolled back 1 migration(s): {ids[-2]}\n", announced),
+    ] == runs
 
 
 def stats_json(cli: Callable[..., Result]) -> dict[str, Any]:
@@ -467,10 +496,7 @@ def test_tables_the_owner_creates_later_are_granted(app_conn: psycopg.Connection
 
 def _contract_tests() -> dict[str, Any]:
     found: dict[str, Any] = {}
-    modules = ["test_avd_contract"]
-    if importlib.util.find_spec("kindle_store._vnc_db"):  # the VNC manager's PostgreSQL backend, once it exists
-        modules.append("test_vnc_contract")
-    for module in modules:
+    for module in ("test_avd_contract", "test_vnc_contract"):
         for name, obj in vars(importlib.import_module(f"contract.{module}")).items():
             if name.startswith("test_") and {"avd", "vnc"} & set(inspect.signature(obj).parameters):
                 found[f"test_as_app_role__{name[5:]}"] = obj
@@ -491,7 +517,7 @@ def avd(app_store: Store, store: Store) -> Any:
 @pytest.fixture
 def vnc(app_store: Store, store: Store) -> Any:
     """The PostgreSQL VNC manager, logged in as the application role."""
-    from kindle_store._vnc_db import DbVncManager  # type: ignore[import-not-found, unused-ignore]
+    from kindle_store._vnc_db import DbVncManager
 
     return DbVncManager(app_store)
 

@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from ._values import check_user_field
 from .avd import AVDProfileManager
 from .errors import ProfileNotFound
-from .profile import check_value, is_storable_email
+from .profile import is_storable_email
 from .store import Store, StoreBacked
 
 __all__ = ["DbProfileManager"]
@@ -48,11 +49,9 @@ class DbProfileManager(StoreBacked, AVDProfileManager):
 
     def set_user_field(self, email: str, field: str, value: Any, section: str | None = None) -> bool:
         if not is_storable_email(email):
-            for part in (field, section, value):  # bad input is refused before "no such profile"
-                check_value(part, f"{email!r}: {field!r}")
+            check_user_field(field, value, section)  # bad input is refused before "no such profile"
             return False
-        return self.store.call(lambda c: self.profiles.set_field(c, email, field, value, section),
-                               idempotent=True, transaction=self.profiles.needs_edit(field, section))
+        return self.store.call(lambda c: self.profiles.set_field(c, email, field, value, section), idempotent=True)
 
     def update_auth_state(self, email: str, authenticated: bool) -> bool:
         if not is_storable_email(email):

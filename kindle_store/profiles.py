@@ -12,6 +12,7 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
+from ._values import check_user_field
 from .errors import InvalidProfile, ProfileNotFound
 from .profile import SECTIONS, Profile, Section, check_email, check_value, encode
 from .queries import queries
@@ -137,23 +138,22 @@ class Profiles:
             "last_used": datetime.fromtimestamp(int(now.timestamp()), UTC),
             "last_used_date": now.replace(tzinfo=UTC) if now.tzinfo is None else now}))
 
-    @staticmethod
-    def needs_edit(key: str, section: str | None) -> bool:
-        """True for the structural sets (a whole section, a key of an unknown section): read-modify-write."""
-        if section is None:
-            return key in SECTIONS or key == _PREFERENCES
-        return section not in SECTIONS and section != _PREFERENCES
-
     def set_field(self, conn: Connection[Any], email: str, key: str, value: Any,
                   section: str | None = None) -> bool:
-        """profile[section][key] = value (or profile[key] without a section); False for an unknown email."""
+        """profile[section][key] = value (or profile[key] without a section); False for an unknown email.
+
+        One statement; a whole section, the whole preferences or a key of an unknown section is a locked
+        read-modify-write instead, in a transaction of its own on an autocommit connection.
+        """
+        check_user_field(key, value, section)
         where = f"{email}: {key}" if section is None else f"{email}: {section}.{key}"
-        check_value(key, where)
-        if section is not None:
-            check_value(section, where)
-        check_value(value, where)
-        if self.needs_edit(key, section):
-            return self._edit_set(conn, email, key, value, section)
+        if section is None:
+            structural = key in SECTIONS or key == _PREFERENCES
+        else:
+            structural = section not in SECTIONS and section != _PREFERENCES
+        if structural:
+            with conn.transaction() if conn.autocommit else nullcontext():
+                return self._edit_set(conn, email, key, value, section)
         if section is None:
             spec = Profile.specs().get(key)
             if spec is not None:
@@ -177,7 +177,7 @@ class Profiles:
         return found is not None
 
     def _edit_set(self, conn: Connection[Any], email: str, key: str, value: Any, section: str | None) -> bool:
-        """The structural sets as a locked read-modify-write (inside the caller's transaction)."""
+        """A structural set as a locked read-modify-write (in a transaction)."""
         try:
             with self.edit(conn, email) as doc:
                 if section is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,30 @@ def test_documents_are_what_the_typed_profiles_render(store: Any) -> None:
         assert same_json(recent, [p.to_dict() for p in store.profiles.recent(c, 3)])
     assert same_json(typed, file)
     assert recent  # the fixture has used profiles, so the comparison above compared something
+
+
+def test_whole_section_sets_on_autocommit_connections_are_each_atomic(store: Any) -> None:
+    """A whole-section set is a read-modify-write of several statements; on an autocommit connection the
+    repository opens its own transaction, so concurrent ones serialise on the row lock instead of interleaving
+    their delete and insert of the section row."""
+    with store.connection() as c:
+        store.profiles.register(c, "a@x", "avd")
+    errors: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(25):
+                with store.autocommit() as conn:
+                    assert store.profiles.set_field(conn, "a@x", "reading_settings", {"theme": f"{t}-{i}"})
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with store.connection() as c:
+        profile = store.profiles.get(c, "a@x")
+    assert ([], 1 + 100) == (errors, profile.version)
+    assert profile.to_dict()["reading_settings"]["theme"] in {f"{t}-24" for t in range(4)}

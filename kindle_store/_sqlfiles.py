@@ -47,33 +47,21 @@ class Query:
     idents: tuple[str, ...]
     text: str = field(repr=False)
     where: str = ""
-    _cache: dict[tuple[tuple[str, str], ...], sql.Composed] = field(
-        default_factory=dict, repr=False, compare=False
-    )
     _rendered: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False, compare=False)
     _columns: dict[tuple[Any, ...], tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def compose(self, schema: str, **idents: str) -> sql.Composed:
         """The statement for `schema`, with `{ident}` placeholders filled by identifiers."""
         names = {"schema": schema, **idents}
-        key = tuple(sorted(names.items()))
-        composed = self._cache.get(key)
-        if composed is None:
-            if set(names) != {"schema", *self.idents}:
-                raise TypeError(f"{self.name}: identifiers {sorted(self.idents)} expected, got {sorted(idents)}")
-            parts: list[sql.Composable] = []
-            for i, piece in enumerate(_IDENT.split(self.text)):
-                parts.append(sql.Identifier(names[piece]) if i % 2 else sql.SQL(piece))
-            composed = sql.Composed(parts)
-            self._cache[key] = composed
-        return composed
+        if set(names) != {"schema", *self.idents}:
+            raise TypeError(f"{self.name}: identifiers {sorted(self.idents)} expected, got {sorted(idents)}")
+        parts = [sql.Identifier(names[piece]) if i % 2 else sql.SQL(piece)
+                 for i, piece in enumerate(_IDENT.split(self.text))]
+        return sql.Composed(parts)
 
-    def _statement(self, conn: Connection[Any], schema: str, params: Mapping[str, Any],
+    def _statement(self, conn: Connection[Any], schema: str,
                    idents: dict[str, str]) -> tuple[tuple[Any, ...], bytes]:
-        """(cache key, statement bytes) for `schema` and `idents`; TypeError for a missing parameter."""
-        missing = set(self.params) - set(params)
-        if missing:
-            raise TypeError(f"{self.name}: missing parameters {sorted(missing)}")
+        """(cache key, statement bytes) for `schema` and `idents` (psycopg names a missing parameter itself)."""
         # The composed statement is rendered once (identifier quoting does not vary between our connections):
         # psycopg then recognises the same bytes and skips re-parsing the placeholders.
         key = (schema, *sorted(idents.items()))
@@ -84,7 +72,7 @@ class Query:
 
     def cursor(self, conn: Connection[Any], schema: str, params: Mapping[str, Any], **idents: str) -> Cursor[Any]:
         """A new cursor on which the statement has been executed (its rows not yet fetched)."""
-        _, text = self._statement(conn, schema, params, idents)
+        _, text = self._statement(conn, schema, idents)
         cur = conn.cursor()
         cur.execute(text, params)
         return cur
@@ -93,7 +81,7 @@ class Query:
             dicts: bool = False, **idents: str) -> Any:
         """Execute and return what the query's kind promises; rows are tuples, or dicts with `dicts`."""
         params = params or {}
-        key, text = self._statement(conn, schema, params, idents)
+        key, text = self._statement(conn, schema, idents)
         cur = _cursor(conn)
         cur.execute(text, params)
         if self.kind == "affected":

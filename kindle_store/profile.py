@@ -209,9 +209,6 @@ class _Row:
         """(attribute, JSON key, renderer) of each typed column, in document order."""
         return tuple((s.attr, s.key, renderer(s.kind)) for s in cls.specs().values())
 
-    def _fields_to_dict(self) -> dict[str, Any]:
-        return _render(self._rendering(), self.__getattribute__, self.extra)
-
     def set_key(self, key: str, value: Any, where: str, strict: bool = True) -> bool:
         """Set one JSON key of this row; False if it is not a typed column (the caller decides)."""
         spec = self.specs().get(key)
@@ -253,7 +250,7 @@ class Section(_Row):
     NAME: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return self._fields_to_dict()
+        return _render(self._rendering(), self.__getattribute__, self.extra)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], where: str, strict: bool = True) -> Section:
@@ -381,7 +378,7 @@ class Profile(_Row):
 
     def to_dict(self) -> dict[str, Any]:
         """The users.json-shaped document."""
-        doc = self._fields_to_dict()
+        doc = _render(self._rendering(), self.__getattribute__, None)  # extra goes over everything, last
         for name in SECTIONS:
             section: Section | None = getattr(self, name)
             if section is not None:
@@ -436,7 +433,7 @@ class Profile(_Row):
     def document(cls, row: dict[str, Any]) -> dict[str, Any]:
         """`from_row(row).to_dict()`, rendered straight from the `profile_rows` row without the typed rows."""
         extra = row["extra"]
-        doc = _render(cls._rendering(), row.__getitem__, extra)
+        doc = _render(cls._rendering(), row.__getitem__, None)  # extra goes over everything, last
         for name, section in SECTIONS.items():
             values = row[name]
             if values is not None:

@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from .errors import KindleStoreError
+from .migrate import YOYO_TABLES
 from .monitoring import connect
 from .queries import queries
 from .settings import Settings, scrub, split_password
@@ -27,7 +28,6 @@ __all__ = ["BackupFailed", "PgTool", "RestoreRefused", "backup", "default_backup
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 Q = queries("monitoring")
-_YOYO = re.compile(r"_yoyo_.*|yoyo_lock")
 
 
 class BackupFailed(KindleStoreError):
@@ -128,10 +128,10 @@ def backup(settings: Settings, output: Path | None, *, out: TextIO) -> int:
         tool = find_tool("pg_dump", _server_major(conn))
     path = output or default_backup_path(settings.schema)
     if output is None:
-        n = 1
+        stem, n = path.stem, 1
         while path.exists():  # two backups within one second
             n += 1
-            path = path.with_name(f"{default_backup_path(settings.schema).stem}_{n}.dump")
+            path = path.with_name(f"{stem}_{n}.dump")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
@@ -158,7 +158,7 @@ def _dump_schemas(tool: PgTool, file: Path) -> list[str]:
 def _tables(conn: psycopg.Connection[TupleRow], schema: str) -> list[str]:
     """The schema's tables, yoyo's bookkeeping left out."""
     rows = Q["schema_relations"].run(conn, schema, {"schema_name": schema})
-    return [name for name, kind in rows if kind == "table" and not _YOYO.fullmatch(name)]
+    return [name for name, kind in rows if kind == "table" and not YOYO_TABLES.fullmatch(name)]
 
 
 def _tables_with_rows(conn: psycopg.Connection[TupleRow], schema: str) -> list[str]:

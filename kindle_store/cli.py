@@ -18,7 +18,7 @@ import psycopg
 from .embedded import DEFAULT_PGDATA
 from .errors import KindleStoreError
 from .migrate import migrate, rollback
-from .settings import Settings, scrub
+from .settings import Settings, error_line
 from .store import Store
 
 __all__ = ["main"]
@@ -195,8 +195,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except KindleStoreError as e:
         print(f"kindle-store: error: {e}", file=err)
     except psycopg.Error as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"kindle-store: database error: {scrub(msg, os.environ.get('DATABASE_URL', ''))}", file=err)
+        print(f"kindle-store: database error: {error_line(e, os.environ.get('DATABASE_URL', ''))}", file=err)
     except OSError as e:
         print(f"kindle-store: error: {e}", file=err)
     except KeyboardInterrupt:

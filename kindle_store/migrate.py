@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,9 +15,12 @@ from ._paths import MIGRATIONS_DIR
 from .errors import SchemaBehind
 from .settings import Settings
 
-__all__ = ["MigrationState", "migrate", "migration_ids", "require_current", "rollback", "state"]
+__all__ = ["YOYO_TABLES", "MigrationState", "migrate", "migration_ids", "require_current", "rollback", "state"]
 
 logger = logging.getLogger("kindle_store")
+
+#: yoyo's bookkeeping tables in the project schema (not data: left out of backups, owned like the rest)
+YOYO_TABLES = re.compile(r"_yoyo_.*|yoyo_lock")
 
 _LOCK_SQL = "SELECT pg_advisory_lock(hashtext('kindle_store.migrate:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('kindle_store.migrate:' || %s))"
@@ -39,6 +43,8 @@ def yoyo_url(settings: Settings, conn: psycopg.Connection[Any]) -> str:
 class MigrationState:
     applied: list[str]
     pending: list[str]
+    #: migrations the database has applied that this package does not ship (the package is older)
+    unknown: list[str]
 
     @property
     def current(self) -> bool:
@@ -60,7 +66,8 @@ def state(conn: psycopg.Connection[Any], schema: str) -> MigrationState:
         rows = conn.execute(sql.SQL("SELECT migration_id FROM {}._yoyo_migration").format(sql.Identifier(schema)))
         applied = {r[0] for r in rows}
     ids = migration_ids()
-    return MigrationState([m for m in ids if m in applied], [m for m in ids if m not in applied])
+    return MigrationState([m for m in ids if m in applied], [m for m in ids if m not in applied],
+                          sorted(applied - set(ids)))
 
 
 def require_current(conn: psycopg.Connection[Any], schema: str) -> None:

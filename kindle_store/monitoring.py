@@ -10,13 +10,12 @@ from typing import Any, TextIO
 
 import orjson
 import psycopg
-from psycopg import sql
 from psycopg.rows import TupleRow
 
 from .errors import KindleStoreError
-from .migrate import migration_ids, state
+from .migrate import state
 from .queries import queries
-from .settings import Settings, mask_url, scrub
+from .settings import Settings, error_line, mask_url
 from .store import Store
 
 __all__ = [
@@ -89,9 +88,6 @@ class ConnectFailed(KindleStoreError):
     """The server is unreachable, refuses the login, or has no such database; the message says which."""
 
 
-# -- secrets: a URL's password never reaches an output -------------------------------------------------------
-
-
 # -- connecting, with one clear line per failure --------------------------------------------------------------
 
 _MISSING_DB = re.compile(r'database "[^"]*" does not exist')
@@ -126,8 +122,7 @@ def connect(settings: Settings, *, timeout_s: int = CONNECT_TIMEOUT_S) -> psycop
             url, autocommit=True, connect_timeout=timeout_s, application_name=f"{settings.application_name} ops"
         )
     except psycopg.Error as e:
-        text = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, url)
-        text = re.sub(r"\s+", " ", text.removeprefix("connection failed: "))
+        text = re.sub(r"\s+", " ", error_line(e, url).removeprefix("connection failed: "))
         raise ConnectFailed(f"{_reason(text)}: {text} ({mask_url(url)})") from None
 
 
@@ -262,18 +257,6 @@ def _line(out: TextIO, ok: bool | None, check: str, detail: str = "") -> bool:
     return ok is not False
 
 
-def _unknown_applied(conn: psycopg.Connection[TupleRow], schema: str) -> list[str]:
-    """Migrations the database has applied that this package does not ship (the package is older)."""
-    table = conn.execute("SELECT to_regclass(format('%%I._yoyo_migration', %s::text))", [schema]).fetchone()
-    if not table or table[0] is None:
-        return []
-    rows = conn.execute(
-        sql.SQL("SELECT migration_id FROM {} ORDER BY 1").format(sql.Identifier(schema, "_yoyo_migration"))
-    ).fetchall()
-    known = set(migration_ids())
-    return [r[0] for r in rows if r[0] not in known]
-
-
 def doctor(settings: Settings, *, out: TextIO) -> int:
     """Check the connection, server, schema version and every expected table and index; 0 if all is well."""
     try:
@@ -287,11 +270,9 @@ def doctor(settings: Settings, *, out: TextIO) -> int:
         good &= _line(out, True, "server", f"PostgreSQL {server['version']} (user {server['user']})")
         st = state(conn, settings.schema)
         good &= _line(out, st.current, "migrations", str(st))
-        newer = _unknown_applied(conn, settings.schema)
-        if newer:
-            good &= _line(
-                out, None, "migrations unknown here", f"{', '.join(newer)}: the database is newer than this package"
-            )
+        if st.unknown:
+            good &= _line(out, None, "migrations unknown here",
+                          f"{', '.join(st.unknown)}: the database is newer than this package")
         found = {
             (r["kind"], r["name"])
             for r in Q["schema_relations"].run(

@@ -6,7 +6,6 @@ as it), and an application role that may only read and write rows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -16,19 +15,18 @@ from psycopg.rows import TupleRow
 
 from .backup import BackupFailed, RestoreRefused, backup, restore
 from .errors import ConfigurationError
+from .migrate import YOYO_TABLES
 from .monitoring import ConnectFailed, connect, doctor, stats
 from .queries import queries
-from .settings import Settings
+from .settings import NAME_RE, Settings
 
 __all__ = ["BackupFailed", "ConnectFailed", "RestoreRefused", "backup", "doctor", "grant", "restore", "stats"]
 
 G = queries("grants")
 M = queries("monitoring")
 
-# The same rule as schema names; `pg_*` and the special role names are the server's.
-_ROLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Role names follow the rule of schema names (NAME_RE); `pg_*` and the special role names are the server's.
 _RESERVED = {"public", "none", "current_user", "current_role", "session_user"}
-_YOYO = re.compile(r"_yoyo_.*|yoyo_lock")
 
 #: The ALTER statement of each kind schema_objects reports (looked up, never pasted from the catalog).
 _ALTER = {
@@ -63,7 +61,7 @@ _APP_PRIVILEGES = [
 
 def check_role_name(option: str, name: str) -> str:
     """Return `name` if it may name a role (the schema-name rule, no `pg_*`), else raise ConfigurationError."""
-    if not _ROLE_RE.fullmatch(name) or name.startswith("pg_") or name in _RESERVED:
+    if not NAME_RE.fullmatch(name) or name.startswith("pg_") or name in _RESERVED:
         raise ConfigurationError(
             f"{option}={name!r} is not allowed: use ^[a-z_][a-z0-9_]{{0,62}}$ "
             "(lower case, digits, _), not pg_* or a reserved name"
@@ -151,7 +149,7 @@ def grant(settings: Settings, *, app_role: str, owner_role: str | None, out: Tex
             conn.execute(statement.format(**idents))
         relations = M["schema_relations"].run(conn, schema, {"schema_name": schema}, dicts=True)
         tables = [r["name"] for r in relations if r["kind"] in ("table", "view", "materialized view")]
-        yoyo = [t for t in tables if _YOYO.fullmatch(t)]
+        yoyo = [t for t in tables if YOYO_TABLES.fullmatch(t)]
         if yoyo:  # the application reads the schema version; only migrations write it
             conn.execute(
                 sql.SQL("REVOKE INSERT, UPDATE, DELETE ON {} FROM {}").format(

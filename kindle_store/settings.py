@@ -11,19 +11,20 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .errors import ConfigurationError
 
 __all__ = [
-    "DEFAULT_SCHEMA", "Settings", "check_schema_name", "libpq_url", "mask_url", "scrub", "split_password",
-    "truthy",
+    "DEFAULT_SCHEMA", "NAME_RE", "Settings", "check_schema_name", "error_line", "libpq_url", "mask_url", "scrub",
+    "split_password", "truthy",
 ]
 
 DEFAULT_SCHEMA = "kindle_automator"
-_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: what a schema (or role) name of ours may be: lower case, digits, _, at most 63 bytes
+NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
 def check_schema_name(name: str) -> str:
     """Return `name` if it is an allowed schema name, else raise ConfigurationError."""
-    if not _SCHEMA_RE.fullmatch(name):
+    if not NAME_RE.fullmatch(name):
         raise ConfigurationError(
             f"KINDLE_SCHEMA={name!r} is not allowed: use ^[a-z_][a-z0-9_]{{0,62}}$ (lower case, digits, _)"
         )
@@ -81,6 +82,12 @@ def scrub(text: str, url: str) -> str:
     for secret in _secrets(url):
         text = text.replace(secret, "***")
     return text
+
+
+def error_line(e: BaseException, url: str) -> str:
+    """The first line of an error's message (its type's name if it has none), the URL's password scrubbed."""
+    text = str(e).strip()
+    return scrub(text.splitlines()[0] if text else type(e).__name__, url)
 
 
 def mask_url(url: str) -> str:

@@ -25,7 +25,7 @@ from .embedded import DEFAULT_PGDATA
 from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
 from .profiles import Profiles
-from .settings import Settings, mask_url, scrub
+from .settings import Settings, error_line, mask_url
 
 __all__ = ["RETRY_ATTEMPTS", "Store", "StoreBacked", "reset_shared_store", "shared_store"]
 
@@ -236,7 +236,7 @@ class Store:
 
     def _failure(self, e: OperationalError | InternalError) -> KindleStoreError | None:
         """The error of ours `e` stands for: StatementTimeout, ConnectionLost, or None (let `e` through)."""
-        first = scrub(str(e).strip().splitlines()[0] if str(e).strip() else repr(e), self.settings.database_url)
+        first = error_line(e, self.settings.database_url)
         where = mask_url(self.settings.database_url)
         if isinstance(e, QueryCanceled) and "statement timeout" in first:
             return StatementTimeout(f"statement cancelled by statement_timeout (KINDLE_STATEMENT_TIMEOUT_MS="

@@ -266,6 +266,19 @@ def test_backup_writes_the_default_path(cli: Callable[..., Result], settings: Se
     assert (0, b"PGDMP") == (code, (tmp_path / path).read_bytes()[:5])
 
 
+def test_a_taken_default_name_gets_a_suffix_even_if_the_clock_moved_on(
+        cli: Callable[..., Result], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    seconds = iter(range(10))  # every call of the default name is a new second
+    monkeypatch.setattr("kindle_store.backup.default_backup_path",
+                        lambda schema: Path("backups") / f"kindle_{schema}_{next(seconds)}.dump")
+    taken = tmp_path / "backups" / f"kindle_{settings.schema}_0.dump"
+    taken.parent.mkdir()
+    taken.touch()
+    code, out, _ = cli("backup")
+    assert (0, f"backups/kindle_{settings.schema}_0_2.dump\n", b"") == (code, out, taken.read_bytes())
+
+
 @pytest.fixture
 def dump(cli: Callable[..., Result], store: Store, tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """A backup of two profiles, then the data changed: (the dump, the profiles at backup time)."""

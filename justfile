@@ -2,6 +2,8 @@
 set dotenv-load := true
 
 python := env_var_or_default("PYTHON", "python")
+# just has loaded the dotenv file already: the CLI must not fill in what that file leaves out from .env
+ks := "kindle-store --env-file /dev/null"
 
 # list the recipes
 default:
@@ -22,45 +24,45 @@ lint:
 
 # bring the schema to the newest version
 migrate:
-    @kindle-store migrate
+    @{{ks}} migrate
 
 # undo the newest migration
 rollback:
-    @kindle-store migrate --rollback
+    @{{ks}} migrate --rollback
 
 # import users.json (default $KINDLE_USERS_JSON, then user_data/users.json)
 import-json PATH="" *FLAGS:
-    @kindle-store import-json {{PATH}} {{FLAGS}}
+    @{{ks}} import-json {{PATH}} {{FLAGS}}
 
 # write users.json from the database (stdout, or -o PATH)
 export-json *ARGS:
-    @kindle-store export-json {{ARGS}}
+    @{{ks}} export-json {{ARGS}}
 
 # compare users.json with the database
 verify PATH="":
-    @kindle-store verify {{PATH}}
+    @{{ks}} verify {{PATH}}
 
 # import / export vnc_instance_map.json
 import-vnc PATH="" *FLAGS:
-    @kindle-store import-vnc {{PATH}} {{FLAGS}}
+    @{{ks}} import-vnc {{PATH}} {{FLAGS}}
 
 export-vnc *ARGS:
-    @kindle-store export-vnc {{ARGS}}
+    @{{ks}} export-vnc {{ARGS}}
 
 # monitoring and health
 stats *ARGS:
-    @kindle-store stats {{ARGS}}
+    @{{ks}} stats {{ARGS}}
 
 doctor:
-    @kindle-store doctor
+    @{{ks}} doctor
 
 # pg_dump of the schema to backups/kindle_<schema>_<UTC time>.dump
 db-backup *ARGS:
-    @kindle-store backup {{ARGS}}
+    @{{ks}} backup {{ARGS}}
 
 # restore a dump (add --clean to replace a schema that holds data)
 db-restore FILE *ARGS:
-    @kindle-store restore {{FILE}} {{ARGS}}
+    @{{ks}} restore {{FILE}} {{ARGS}}
 
 # the benchmarks, side by side with the alternatives (--quick for a short run)
 bench *ARGS:

@@ -7,8 +7,10 @@ import importlib
 import inspect
 import io
 import json
+import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -29,6 +31,7 @@ from kindle_store.settings import Settings, split_password
 from kindle_store.store import Store
 
 Result = tuple[int, str, str]
+ROOT = Path(__file__).resolve().parent.parent
 # A password with a percent-encoded character: neither its URL spelling nor its decoded one may be printed.
 PASSWORD_RAW = f"Pw%21{uuid.uuid4().hex[:8]}"
 PASSWORD = PASSWORD_RAW.replace("%21", "!")
@@ -90,6 +93,18 @@ def test_migrate_without_database_url_reports_what_it_applied_to_the_embedded_se
         (0, f"rolled back 1 migration(s): {ids[-1]}\n", announced),
         (0, f"rolled back 1 migration(s): {ids[-2]}\n", announced),
     ] == runs
+
+
+def test_just_with_another_dotenv_file_reads_that_file_only(database_url: str, tmp_path: Path) -> None:
+    """`just --dotenv-path .env.staging doctor`: what .env.staging leaves out stays unset, not taken from .env."""
+    (tmp_path / ".env").write_text("KINDLE_SCHEMA=from_dev_env\n")
+    (tmp_path / ".env.staging").write_text(f"DATABASE_URL={database_url}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINDLE_", "DATABASE_URL"))}
+    done = subprocess.run(["just", "--justfile", str(ROOT / "justfile"), "--working-directory", str(tmp_path),
+                           "--dotenv-path", str(tmp_path / ".env.staging"), "doctor"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    connect_line = done.stdout.splitlines()[0]
+    assert connect_line.startswith("ok") and connect_line.endswith("(schema kindle_automator)"), done.stdout
 
 
 def stats_json(cli: Callable[..., Result]) -> dict[str, Any]:

@@ -8,10 +8,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ._process import ProcessWide, ProcessWideManager
-from ._values import check_storable, check_user_field
 from .settings import truthy
 
-__all__ = ["AVDProfileManager", "ProfileDict", "check_storable", "check_user_field"]
+__all__ = ["AVDProfileManager", "ProfileDict"]
 
 ProfileDict = dict[str, Any]
 """A users.json-shaped profile (DESIGN section 2)."""
@@ -93,10 +92,9 @@ class AVDProfileManager(ProcessWideManager["AVDProfileManager"]):
 
 def _from_env() -> AVDProfileManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
-        from ._avd_db import DbProfileManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from ._avd_db import DbProfileManager
 
-        db: AVDProfileManager = DbProfileManager.from_env()
-        return db
+        return DbProfileManager.from_env()
     from ._avd_json import JsonProfileManager
 
     return JsonProfileManager(os.environ.get("KINDLE_USERS_JSON", "user_data/users.json"))

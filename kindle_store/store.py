@@ -1,4 +1,4 @@
-"""The Store: one psycopg_pool.ConnectionPool, the schema it works in, and the repositories bound to both."""
+"""The Store: one psycopg_pool.ConnectionPool, the schema it works in, and the profile repository bound to both."""
 
 from __future__ import annotations
 

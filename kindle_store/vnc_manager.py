@@ -133,10 +133,9 @@ class VNCInstanceManager(ProcessWideManager["VNCInstanceManager"]):
 
 def _from_env() -> VNCInstanceManager:
     if truthy("USE_DATABASE_PROFILE_MANAGER", os.environ.get("USE_DATABASE_PROFILE_MANAGER")):
-        from ._vnc_db import DbVncManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from ._vnc_db import DbVncManager
 
-        db: VNCInstanceManager = DbVncManager.from_env()
-        return db
+        return DbVncManager.from_env()
     from ._vnc_json import JsonVncManager
 
     return JsonVncManager(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import random
 import threading
 import time
@@ -16,7 +17,8 @@ import psycopg
 from kindle_store.profiles import same_json
 
 __all__ = [
-    "BenchError", "StatementCounter", "differences", "hammer", "interleaved", "mixed", "per_second", "ratios", "report",
+    "BenchError", "StatementCounter", "differences", "hammer", "interleaved", "mixed", "nearest_rank", "per_second",
+    "ratios", "report",
     "summary", "timed_runs",
 ]
 
@@ -32,11 +34,16 @@ def _check(name: str, result: Any) -> None:
         raise BenchError(f"{name} returned {result!r}: the operation did nothing")
 
 
+def nearest_rank(ordered: list[int], q: float) -> int:
+    """The q-quantile of sorted values by the nearest-rank method."""
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
+
+
 def summary(samples_ns: list[int], cpu_ns: list[int] | None = None) -> dict[str, Any]:
     """Median and p95 (nearest rank) in microseconds; with `cpu_ns`, the median client CPU time too."""
     s = sorted(samples_ns)
-    out = {"median_us": round(s[len(s) // 2] / 1000, 1),
-           "p95_us": round(s[min(len(s) - 1, int(len(s) * 0.95))] / 1000, 1), "n": len(s)}
+    out = {"median_us": round(s[len(s) // 2] / 1000, 1), "p95_us": round(nearest_rank(s, 0.95) / 1000, 1),
+           "n": len(s)}
     if cpu_ns:
         out["client_cpu_us"] = round(sorted(cpu_ns)[len(cpu_ns) // 2] / 1000, 1)
     return out
@@ -263,7 +270,8 @@ def report(res: dict[str, Any]) -> str:
         lines.append("  (jsonfile: users.json was left corrupt: interleaved writers; every later call failed)")
     lines.append("")
     lost = res["lost_updates_detail"]
-    lines.append("lost updates, 16 threads incrementing one counter: " + "; ".join(
+    lines.append("lost updates, 16 threads incrementing one counter (orm: load, +1, commit, as the guide wrote it; "
+                 "orm_locked: the load with FOR UPDATE): " + "; ".join(
         f"{name} {d['lost']} of {d['expected']}" + (f" ({d['torn_reads']} torn reads)" if "torn_reads" in d else "")
         for name, d in lost.items()))
     rt = res["roundtrip_identical"]

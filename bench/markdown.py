@@ -65,13 +65,14 @@ def bullets(res: dict[str, Any]) -> str:
     return "\n".join([
         f"- **Import** of {int(big):,} profiles: {per_s(ks, big)} ({per_s(ks, small)} for {int(small):,}); a bare "
         f"binary COPY of the same rows, prebuilt: {per_s(copy, big)}, so the import takes {slower:.2f}{X} as long. "
-        f"The ORM importer: {_n(imp['orm']['profiles_per_s'])}/s.",
+        f"The ORM importer: {_n(imp['orm']['profiles_per_s'])}/s ({imp['orm']['n']:,} profiles, one run).",
         f"- **Export**: {_n(exp['kindle_store']['profiles_per_s'])} profiles/s "
         f"({_n(exp['kindle_store']['n'])} profiles).",
         f"- **16 threads, mixed reads and writes**: kindle_store {mixed('kindle_store')}; ORM {mixed('orm')}; "
         f"the JSON file {mixed('jsonfile')}.",
         f"- **Lost updates** (16 threads incrementing one counter): kindle_store {out_of('kindle_store')}, "
-        f"ORM {out_of('orm')}, JSON file {out_of('jsonfile')}.",
+        f"ORM as the guide wrote it (load, +1, commit) {out_of('orm')}, the same with FOR UPDATE "
+        f"{out_of('orm_locked')}, JSON file {out_of('jsonfile')}.",
         f"- **Round trip** of a 1,000-profile file: kindle_store {rt['kindle_store'][0]:,} of "
         f"{rt['kindle_store'][1]:,} identical; ORM {rt['orm'][0]:,} of {rt['orm'][1]:,}.",
     ])

@@ -12,7 +12,7 @@ from .avd import AVDProfileManager, ProfileDict
 from .errors import InvalidProfile, InvalidUsersFile, ProfileNotFound
 from .jsonfile import LockedJsonFile
 
-__all__ = ["JsonProfileManager", "find_email"]
+__all__ = ["JsonProfileManager"]
 
 
 def find_email(doc: dict[str, Any], email: str) -> str | None:

@@ -102,10 +102,6 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
         """Every instance, by id; [] if there are none."""
         return [i.to_dict() for i in self.store.call(self.instances.all, idempotent=True)]
 
-    def get_assigned_instances(self) -> list[Instance]:
-        """The instances assigned to some email, by id."""
-        return [i.to_dict() for i in self.store.call(self.instances.assigned, idempotent=True)]
-
     def reset_appium_states_on_startup(self) -> None:
         """Set appium_pid to None and appium_running to False on every instance."""
         self.store.call(self.instances.reset_appium_states, idempotent=True)
@@ -116,8 +112,9 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
         """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
         if not is_storable_email(email):
             return False
-        running = bool(should_restart)
-        return self.store.call(lambda c: self.instances.mark_running(c, email, running), idempotent=True)
+        flag = True if should_restart else None
+        return self.store.call(lambda c: self.store.profiles.set_field(c, email, "was_running_at_restart", flag),
+                               idempotent=True)
 
     def get_running_at_restart(self) -> list[str]:
         """The stored emails of the profiles whose was_running_at_restart is true."""

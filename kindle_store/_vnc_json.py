@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._avd_json import find_email
+from ._avd_json import JsonProfileManager
 from ._values import check_storable, email_key
-from .errors import InvalidUsersFile, InvalidVncFile
+from .errors import InvalidVncFile
 from .jsonfile import LockedJsonFile
 from .vnc_manager import Instance, VNCInstanceManager, new_instance
 
@@ -23,10 +23,10 @@ class JsonVncManager(VNCInstanceManager):
 
     def __init__(self, map_path: str | os.PathLike[str], users_path: str | os.PathLike[str]) -> None:
         self.map = LockedJsonFile(map_path, default=_empty_map, error=InvalidVncFile)
-        self.users = LockedJsonFile(users_path, error=InvalidUsersFile)
+        self.profiles = JsonProfileManager(users_path)  # the restart flags, under users.json's own lock
 
     def __repr__(self) -> str:
-        return f"JsonVncManager({str(self.map.path)!r}, {str(self.users.path)!r})"
+        return f"JsonVncManager({str(self.map.path)!r}, {str(self.profiles.file.path)!r})"
 
     def _instances(self, doc: Any) -> list[Instance]:
         insts = doc.get("instances") if isinstance(doc, dict) else None
@@ -93,30 +93,19 @@ class JsonVncManager(VNCInstanceManager):
             for inst in self._instances(doc):
                 inst.update(appium_pid=None, appium_running=False)
 
-    def _profiles(self, doc: Any) -> dict[str, Any]:
-        if not isinstance(doc, dict):
-            raise InvalidUsersFile(f"{self.users.path}: the document is not an object keyed by email")
-        return doc
-
     def mark_running_for_deployment(self, email: str, should_restart: bool = True) -> bool:
         """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
-        with self.users.update() as doc:
-            key = find_email(self._profiles(doc), email)
-            if key is None or not isinstance(doc[key], dict):
-                return False
-            doc[key]["was_running_at_restart"] = True if should_restart else None
-            return True
+        return self.profiles.set_user_field(email, "was_running_at_restart", True if should_restart else None)
 
     def get_running_at_restart(self) -> list[str]:
         """The stored emails of the profiles whose was_running_at_restart is true."""
-        profiles = self._profiles(self.users.read())
-        return [k for k, p in profiles.items() if isinstance(p, dict) and p.get("was_running_at_restart")]
+        return [k for k, p in self.profiles.get_all_profiles().items() if p.get("was_running_at_restart")]
 
     def clear_running_at_restart_flags(self) -> None:
         """Set was_running_at_restart to null wherever it is set."""
-        with self.users.update() as doc:
-            for p in self._profiles(doc).values():
-                if isinstance(p, dict) and p.get("was_running_at_restart"):
+        with self.profiles.file.update() as doc:
+            for p in self.profiles._profiles(doc).values():
+                if p.get("was_running_at_restart"):
                     p["was_running_at_restart"] = None
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ import orjson
 
 from .errors import KindleStoreError
 
-__all__ = ["InvalidJsonFile", "LockedJsonFile", "atomic_write"]
+__all__ = ["InvalidJsonFile", "LockedJsonFile", "atomic_write", "backup_path", "load_json", "one_line",
+           "write_backup"]
 
 # Paths whose exclusive lock the current thread holds, with the pid that took it (a forked child holds none).
 _held = threading.local()
@@ -39,6 +41,54 @@ os.register_at_fork(before=_guard.acquire, after_in_parent=_guard.release, after
 
 class InvalidJsonFile(KindleStoreError, ValueError):
     """A JSON file cannot be parsed; the message names the file and the byte offset."""
+
+
+# control characters and the other line breaks str.splitlines() knows (NEL, LS, PS)
+_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}" for i in [*range(32), 127, 0x85, 0x2028, 0x2029]}
+
+
+def one_line(msg: str) -> str:
+    """`msg` with every control character and line break escaped: an error naming any value stays one line."""
+    return msg.translate(_CONTROL)
+
+
+# -- reading a JSON document ---------------------------------------------------------------------------------
+
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit to "0", the rest to " "
+# The tokens of a valid JSON text up to its first integer of 19 or more digits, which group 1 captures: anything
+# but a string or a number, a string, a number that is not such an integer (possessive: nothing is re-tried).
+_UP_TO_LONG_INT = re.compile(
+    rb'(?:[^"0-9-]++|"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+    rb"|(?!-?[0-9]{19,}+(?![.eE]))-?[0-9]++(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?)*+(-?[0-9]{19,}+)"
+)
+
+
+def _at(data: bytes, offset: int) -> str:
+    """Where byte `offset` of `data` is, for an error message (columns count bytes too)."""
+    line, column = data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
+    return f"byte {offset} (line {line}, column {column})"
+
+
+def load_json(path: str | os.PathLike[str], data: bytes, error: Callable[[str], Exception] = InvalidJsonFile) -> Any:
+    """The JSON document in `data`, the bytes of `path`; `error` (one line naming the file and the byte) if it
+    is not JSON or holds an integer beyond 64 bits, which orjson would read as a float (a rewrite would change it)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        try:
+            at, why = len(data.decode("utf-8")[: e.pos].encode("utf-8")), e.msg  # orjson counts characters
+        except UnicodeDecodeError as u:
+            at, why = u.start, "not valid UTF-8"
+        raise error(one_line(f"{path}: not valid JSON at {_at(data, at)}: {why}")) from None
+    if b"0" * 19 in data.translate(_DIGITS):  # else no integer can be too big
+        pos = 0
+        while (m := _UP_TO_LONG_INT.match(data, pos)) is not None:
+            if not -(2**63) <= int(m[1]) < 2**64:
+                digits = m[1][:40].decode() + ("..." if len(m[1]) > 40 else "")
+                where = _at(data, m.start(1))
+                raise error(one_line(f"{path}: the integer {digits} at {where} does not fit in 64 bits"))
+            pos = m.end()
+    return doc
 
 
 def _held_paths() -> dict[str, int]:
@@ -116,17 +166,7 @@ class LockedJsonFile:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return self._default(), None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise self._error(f"{self.path}: not UTF-8 at byte {e.start}") from e
-        try:
-            return orjson.loads(text), raw
-        except orjson.JSONDecodeError as e:
-            at = len(text[: e.pos].encode("utf-8"))
-            raise self._error(
-                f"{self.path}: invalid JSON at byte {at} (line {e.lineno}, column {e.colno}): {e.msg}"
-            ) from e
+        return load_json(self.path, raw, self._error), raw
 
     def _replace(self, data: bytes) -> None:
         atomic_write(self.path, lambda write: write(data))
@@ -159,3 +199,16 @@ def atomic_write(path: Path, write_all: Callable[[Callable[[bytes], Any]], None]
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def backup_path(path: Path) -> Path:
+    """Where an import keeps its byte-exact copy of `path`: PATH.backup."""
+    return path.with_name(path.name + ".backup")
+
+
+def write_backup(path: Path, data: bytes) -> str:
+    """Write backup_path(path), holding `data` (the bytes read from `path`) with the file's mode, atomically;
+    the line an import prints about it."""
+    backup = backup_path(path)
+    atomic_write(backup, lambda write: write(data), like=path)
+    return f"backup: {backup}"

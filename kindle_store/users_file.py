@@ -8,7 +8,6 @@ fixed handful of set-based statements (sql/import.sql). Profiles the file lacks 
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from psycopg import Connection
 from psycopg.types.json import Json
 
 from .errors import InvalidProfile, InvalidUsersFile
-from .jsonfile import atomic_write
+from .jsonfile import atomic_write, load_json, one_line, write_backup
 from .migrate import require_current
 from .profile import SECTIONS, Kind, Profile, Section, check_email
 from .profiles import same_json
@@ -33,13 +32,6 @@ __all__ = ["export_documents", "export_file", "import_file", "load_users", "veri
 Q = queries("import")
 _SHOW_UPDATED = 20
 _PROGRESS_MIN = 2000
-# control characters and the other line breaks str.splitlines() knows (NEL, LS, PS): an error stays one line
-_CONTROL = {i: f"\\x{i:02x}" if i < 256 else f"\\u{i:04x}" for i in [*range(32), 127, 0x85, 0x2028, 0x2029]}
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit to "0", the rest to " "
-
-
-def _one_line(msg: str) -> str:
-    return msg.translate(_CONTROL)
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -49,74 +41,14 @@ def _short(text: str, n: int = 60) -> str:
 # -- reading and validating the file -------------------------------------------------------------------------
 
 
-def _parse_error(path: Path, data: bytes, e: orjson.JSONDecodeError) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as u:
-        start = u.start
-        line = data.count(b"\n", 0, start) + 1
-        column = start - data.rfind(b"\n", 0, start)
-        return f"{path}: not valid JSON at byte {start} (line {line}, column {column}): not valid UTF-8"
-    offset = len(text[: e.pos].encode("utf-8"))  # orjson counts characters
-    return f"{path}: not valid JSON at byte {offset} (line {e.lineno}, column {e.colno}): {e.msg}"
-
-
-class _BigInt:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _find_big_int(value: Any, where: str) -> tuple[str, str] | None:
-    """(key path, digits) of the first integer that does not fit in 64 bits."""
-    if isinstance(value, _BigInt):
-        return where, value.text
-    if type(value) is dict:
-        items = ((f"{where}.{k}" if where else k, v) for k, v in value.items())
-    else:
-        items = ((f"{where}[{i}]", v) for i, v in enumerate(value if type(value) is list else ()))
-    for key, v in items:
-        found = _find_big_int(v, key)
-        if found:
-            return found
-    return None
-
-
-def _check_big_ints(path: Path, data: bytes) -> None:
-    """Refuse integers orjson would silently read as floats (the stdlib parser finds where they are)."""
-    if b"0" * 19 not in data.translate(_DIGITS):  # no run of 19 digits: every integer fits
-        return
-
-    def parse_int(s: str) -> Any:
-        return int(s) if -(2**63) <= int(s) < 2**64 else _BigInt(s)
-
-    try:
-        doc = json.loads(data, parse_int=parse_int)
-    except RecursionError:  # nested deeper than Profile.from_dict accepts anyway
-        return
-    for email, body in doc.items():
-        found = _find_big_int(body, "")
-        if found:
-            where, digits = found
-            raise InvalidUsersFile(
-                _one_line(
-                    f"{path}: {_short(email)}: {where or '(profile)'}: "
-                    f"integer {_short(digits, 30)} does not fit in 64 bits"
-                )
-            )
-
-
 def load_users(path: Path, data: bytes) -> dict[str, Any]:
     """Parse users.json bytes: an object keyed by email; InvalidUsersFile with the byte offset otherwise."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise InvalidUsersFile(_parse_error(path, data, e)) from None
+    doc = load_json(path, data, InvalidUsersFile)
     if type(doc) is not dict:
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
         raise InvalidUsersFile(
             f"{path}: the top level must be an object keyed by email, got {kind.get(type(doc), 'null')}"
         )
-    _check_big_ints(path, data)
     return doc
 
 
@@ -140,7 +72,7 @@ def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tupl
         first = spellings.setdefault(email.lower(), email)
         if first != email:
             raise InvalidUsersFile(
-                _one_line(
+                one_line(
                     f"{path}: {_short(first)!r} and {_short(email)!r} spell one email (emails are case-insensitive)"
                 )
             )
@@ -150,7 +82,7 @@ def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tupl
             check_email(email, f"{_short(email)}: email")
             p = Profile.from_dict(email, body, strict=True)
         except InvalidProfile as e:
-            raise InvalidUsersFile(_one_line(f"{path}: {e}")) from e
+            raise InvalidUsersFile(one_line(f"{path}: {e}")) from e
         out.append((p, body))
         progress.step()
     return out
@@ -270,11 +202,8 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     data = path.read_bytes()
     doc = load_users(path, data)
     profiles = _validate(path, doc, _Progress(err, "validating", len(doc)))
-    with store.connection() as conn:
-        require_current(conn, store.schema)
-    backup_path = path.with_name(path.name + ".backup") if backup and not dry_run else None
-    if backup_path is not None:
-        atomic_write(backup_path, lambda write: write(data), like=path)
+    store.require_current_schema()
+    backed_up = write_backup(path, data) if backup and not dry_run else None
     schema = store.schema
     created: list[str] = []
     updated: list[str] = []
@@ -309,8 +238,8 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
             conn.rollback()
     prefix = "dry run: " if dry_run else ""
     print(f"{prefix}read {len(doc)} profiles from {path} ({len(data)} bytes)", file=out)
-    if backup_path is not None:
-        print(f"backup: {backup_path}", file=out)
+    if backed_up is not None:
+        print(backed_up, file=out)
     print(
         f"{prefix}extra keys kept: {sum(_extra_keys(p) for p, _ in profiles)} "
         "(keys outside the known fields, stored as written)",
@@ -318,7 +247,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     )
     print(f"{prefix}not in the file: {kept} profiles kept that the file lacks (never deleted)", file=out)
     for email in updated[:_SHOW_UPDATED]:
-        print(f"{prefix}updated: {_one_line(email)}", file=out)
+        print(f"{prefix}updated: {one_line(email)}", file=out)
     if len(updated) > _SHOW_UPDATED:
         print(f"{prefix}updated: ... and {len(updated) - _SHOW_UPDATED} more", file=out)
     print(
@@ -379,7 +308,7 @@ _ABSENT: Any = object()
 
 
 def _show(value: Any) -> str:
-    return "<absent>" if value is _ABSENT else _one_line(orjson.dumps(value).decode("utf-8"))
+    return "<absent>" if value is _ABSENT else one_line(orjson.dumps(value).decode("utf-8"))
 
 
 def _differences(email: str, keys: tuple[str, ...], file: Any, db: Any) -> Iterator[str]:
@@ -388,7 +317,7 @@ def _differences(email: str, keys: tuple[str, ...], file: Any, db: Any) -> Itera
             yield from _differences(email, (*keys, key), file.get(key, _ABSENT), db.get(key, _ABSENT))
     elif file is _ABSENT or db is _ABSENT or not same_json(file, db):
         path = ".".join(keys) if keys else "(profile)"
-        yield _one_line(f"{email}: {path}: file={_show(file)} db={_show(db)}")
+        yield one_line(f"{email}: {path}: file={_show(file)} db={_show(db)}")
 
 
 def verify_file(store: Store, path: Path, *, out: TextIO) -> int:

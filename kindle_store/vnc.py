@@ -178,10 +178,6 @@ class VncInstances:
         """Every slot, by id; [] if there are none."""
         return self._slots(conn, "list_instances")
 
-    def assigned(self, conn: Connection[Any]) -> list[VncInstance]:
-        """The slots assigned to some email, by id."""
-        return self._slots(conn, "assigned_instances")
-
     def get(self, conn: Connection[Any], email: str) -> VncInstance | None:
         """The slot of `email` (any case); None if it holds none."""
         found = self._slots(conn, "get_instance", {"email": email})
@@ -224,10 +220,6 @@ class VncInstances:
         count: int = self._run(conn, "reset_appium_states")
         return count
 
-    def mark_running(self, conn: Connection[Any], email: str, running: bool) -> bool:
-        """The profile's was_running_at_restart = true (or null); False, nothing created, for an unknown email."""
-        return self._run(conn, "mark_running", {"email": email, "running": running}) is not None
-
     def running_at_restart(self, conn: Connection[Any]) -> list[str]:
         """The stored emails of the profiles whose was_running_at_restart is true."""
         return [r[0] for r in self._run(conn, "running_at_restart")]
@@ -261,5 +253,5 @@ class VncInstances:
         return top
 
     def put_top(self, conn: Connection[Any], top: dict[str, Any]) -> None:
-        """Store the file's top-level keys other than "instances"."""
+        """Store the file's top-level keys other than "instances" (not written again if the same)."""
         self._run(conn, "put_map_meta", {"top": Json(top)})

@@ -11,7 +11,6 @@ slots by id, with the file's other top-level keys as they were imported.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from psycopg import Connection, IsolationLevel
 
 from ._values import email_key
 from .errors import InvalidVncFile
-from .jsonfile import atomic_write
+from .jsonfile import atomic_write, load_json, one_line, write_backup
 from .profiles import same_json
 from .store import Store
 from .vnc import PORT_KEYS, VncInstance, VncInstances, check_json, json_type
@@ -49,7 +48,6 @@ class ImportSummary:
     updated: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
     kept: list[int] = field(default_factory=list)  # in the database, not in the file
-    top_changed: bool = False
 
     @property
     def total(self) -> int:
@@ -61,46 +59,6 @@ class ImportSummary:
 
 
 # -- reading and validating the file ------------------------------------------------------------------------
-
-
-class _BigInt(Exception):
-    """An integer literal beyond 64 bits (orjson would read it as a float)."""
-
-
-_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-
-
-def _refuse_big_ints(raw: bytes, where: str) -> None:
-    """InvalidVncFile for an integer orjson would silently read as a float; the stdlib parser sees the literal."""
-    if b"0" * 19 not in raw.translate(_DIGITS):  # no run of 19 digits: every integer fits
-        return
-
-    def parse_int(s: str) -> int:
-        if not -(2**63) <= int(s) < 2**64:
-            raise _BigInt(s)
-        return int(s)
-
-    try:
-        json.loads(raw, parse_int=parse_int)
-    except _BigInt as e:
-        raise InvalidVncFile(f"{where}: the integer {e.args[0][:40]} does not fit in 64 bits") from None
-    except (ValueError, RecursionError):
-        pass  # orjson has read it: nothing else to learn here
-
-
-def _load_json(raw: bytes, where: str) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidVncFile(f"{where}: not UTF-8 at byte {e.start}") from None
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        at = len(text[: e.pos].encode("utf-8"))
-        raise InvalidVncFile(f"{where}: invalid JSON at byte {at} (line {e.lineno}, column {e.colno}): {e.msg}") \
-            from None
-    _refuse_big_ints(raw, where)
-    return doc
 
 
 def _label(inst: VncInstance, kept: set[int]) -> str:
@@ -118,8 +76,9 @@ def check_unique(where: str, instances: Iterable[VncInstance], kept: Iterable[in
             if first is not inst:
                 spelling = "" if first.assigned_profile == inst.assigned_profile else \
                     f" (spelled {inst.assigned_profile!r} in {inst.id})"
-                raise InvalidVncFile(f"{where}: instances {_label(first, kept_ids)} and {_label(inst, kept_ids)} "
-                                     f"both assigned to {first.assigned_profile}{spelling}")
+                raise InvalidVncFile(one_line(f"{where}: instances {_label(first, kept_ids)} and "
+                                              f"{_label(inst, kept_ids)} both assigned to {first.assigned_profile}"
+                                              f"{spelling}"))
         for key in PORT_KEYS:
             value = getattr(inst, key)
             if value is not None:
@@ -131,7 +90,7 @@ def check_unique(where: str, instances: Iterable[VncInstance], kept: Iterable[in
 
 def parse_map(raw: bytes, where: str) -> VncMap:
     """The validated map in `raw`; InvalidVncFile, one line naming `where` and the offending ids, if it is bad."""
-    doc = _load_json(raw, where)
+    doc = load_json(where, raw, InvalidVncFile)
     if type(doc) is not dict:
         raise InvalidVncFile(f"{where}: expected an object {_SHAPE}, got {json_type(doc)}")
     for key in ("instances", "version"):
@@ -186,17 +145,8 @@ def apply_map(conn: Connection[Any], repo: VncInstances, vmap: VncMap, where: st
     if moving:
         repo.unassign(conn, moving)
     repo.upsert(conn, [*created, *updated])
-    old_top = repo.get_top(conn)
-    top_changed = old_top is None or not same_json(old_top, vmap.top)
-    if top_changed:
-        repo.put_top(conn, vmap.top)
-    return ImportSummary([i.id for i in created], [i.id for i in updated], [i.id for i in unchanged], kept,
-                         top_changed)
-
-
-def backup_path(path: Path) -> Path:
-    """Where the import keeps its byte-exact copy of `path`: PATH.backup."""
-    return path.with_name(path.name + ".backup")
+    repo.put_top(conn, vmap.top)
+    return ImportSummary([i.id for i in created], [i.id for i in updated], [i.id for i in unchanged], kept)
 
 
 def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: TextIO, err: TextIO) -> int:
@@ -210,9 +160,7 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     where = str(path)
     vmap = parse_map(raw, where)
     store.require_current_schema()
-    backup_to = backup_path(path) if backup and not dry_run else None
-    if backup_to is not None:
-        atomic_write(backup_to, lambda write: write(raw), like=path)
+    backed_up = write_backup(path, raw) if backup and not dry_run else None
     repo = VncInstances(store.schema)
     with store.connection() as conn:
         summary = apply_map(conn, repo, vmap, where, lock=not dry_run)
@@ -220,8 +168,8 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
             conn.rollback()
     prefix = "dry run: " if dry_run else ""
     print(f"{prefix}read {len(vmap.instances)} instances from {path} ({len(raw)} bytes)", file=out)
-    if backup_to is not None:
-        print(f"backup: {backup_to}", file=out)
+    if backed_up is not None:
+        print(backed_up, file=out)
     if summary.kept:
         ids = ", ".join(map(str, summary.kept))
         print(f"{prefix}not in the file: {len(summary.kept)} instances kept that the file lacks (never deleted): "

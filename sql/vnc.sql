@@ -6,10 +6,6 @@
 -- Every slot, by id.
 SELECT * FROM {schema}.vnc_instances ORDER BY id
 
--- name: assigned_instances() :many
--- The slots assigned to some email, by id.
-SELECT * FROM {schema}.vnc_instances WHERE assigned_profile IS NOT NULL ORDER BY id
-
 -- name: get_instance(email) :one
 -- The slot assigned to an email (any case); no row if it holds none.
 SELECT * FROM {schema}.vnc_instances
@@ -103,31 +99,6 @@ SELECT n AS id, p.*
  CROSS JOIN {schema}.vnc_ports(n) AS p
  ORDER BY n
 
--- name: mark_running(email, running) :scalar
--- A profile's was_running_at_restart: true (running), else null with the key kept (an override in extra);
--- version and updated_at move only if that changes the profile. Its id, or no row for an unknown email.
-WITH target AS (
-    SELECT id,
-           CASE WHEN :running
-                THEN was_running_at_restart IS TRUE AND json_typeof(extra -> 'was_running_at_restart') IS NULL
-                ELSE was_running_at_restart IS NULL AND json_typeof(extra -> 'was_running_at_restart') = 'null'
-           END AS same
-      FROM {schema}.users
-     WHERE lower(email) = lower(:email)
-       FOR UPDATE
-),
-changed AS (
-    UPDATE {schema}.users AS u
-       SET was_running_at_restart = CASE WHEN :running THEN true END,
-           extra = {schema}.json_put(u.extra, 'was_running_at_restart',
-                                     CASE WHEN :running THEN NULL ELSE 'null'::json END),
-           version = u.version + 1,
-           updated_at = now()
-      FROM target AS t
-     WHERE u.id = t.id AND NOT t.same
-)
-SELECT id FROM target
-
 -- name: running_at_restart() :many
 -- The stored emails of the profiles whose was_running_at_restart is true, oldest profile first.
 SELECT email FROM {schema}.users WHERE was_running_at_restart ORDER BY id
@@ -175,6 +146,8 @@ ON CONFLICT (id) DO UPDATE
 SELECT top FROM {schema}.vnc_map_meta
 
 -- name: put_map_meta(top) :affected
--- Store the file's top-level keys other than "instances" (a JSON object).
-INSERT INTO {schema}.vnc_map_meta (top) VALUES (:top)
+-- Store the file's top-level keys other than "instances" (a JSON object); the same text already stored is not
+-- written again.
+INSERT INTO {schema}.vnc_map_meta AS m (top) VALUES (:top)
 ON CONFLICT (one) DO UPDATE SET top = EXCLUDED.top, updated_at = now()
+ WHERE m.top::text IS DISTINCT FROM EXCLUDED.top::text

@@ -13,11 +13,12 @@ from psycopg import sql
 from kindle_store._vnc_db import DbVncManager
 from kindle_store.cli import main
 from kindle_store.errors import InvalidVncFile, SchemaBehind
+from kindle_store.jsonfile import backup_path
 from kindle_store.migrate import migrate, rollback
 from kindle_store.profiles import same_json
 from kindle_store.settings import Settings
 from kindle_store.store import Store
-from kindle_store.vnc_file import backup_path, export_document, export_file, import_file
+from kindle_store.vnc_file import export_document, export_file, import_file, parse_map
 from kindle_store.vnc_manager import new_instance
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vnc_instance_map.json"
@@ -202,9 +203,11 @@ REFUSED = {
     "nul-in-unknown-key": ({"instances": [], "version": 1, "x": ["a\x00"]},
                            r"vnc_instance_map\.json: x\[0\]: a NUL character cannot be stored$"),
     "big-int": (b'{"instances": [], "version": 1, "x": [-123456789012345678901]}',
-                r"vnc_instance_map\.json: the integer -123456789012345678901 does not fit in 64 bits$"),
-    "invalid-json": (b'{"instances": [,]}', r"invalid JSON at byte 15 \(line 1, column 16\)"),
-    "not-utf8": (b'{"instances": [], "version": 1, "x": "\xff"}', r"not UTF-8 at byte 38$"),
+                r"vnc_instance_map\.json: the integer -123456789012345678901 at byte 38 \(line 1, column 39\) "
+                r"does not fit in 64 bits$"),
+    "invalid-json": (b'{"instances": [,]}', r"not valid JSON at byte 15 \(line 1, column 16\)"),
+    "not-utf8": (b'{"instances": [], "version": 1, "x": "\xff"}',
+                 r"not valid JSON at byte 38 \(line 1, column 39\): not valid UTF-8$"),
 }
 
 
@@ -216,6 +219,13 @@ def test_import_refuses(store: Store, tmp_path: Path, doc: Any, message: str) ->
     with pytest.raises(InvalidVncFile, match=message):
         run_import(store, path)
     assert (before, False) == (rows(store), backup_path(path).exists())
+
+
+def test_an_email_with_a_line_break_gives_a_one_line_error() -> None:
+    raw = orjson.dumps({"instances": [new_instance(1, "a\nb@x"), new_instance(2, "A\nB@x")], "version": 1})
+    with pytest.raises(InvalidVncFile) as refused:
+        parse_map(raw, "m.json")
+    assert "m.json: instances 1 and 2 both assigned to a\\x0ab@x (spelled 'A\\nB@x' in 2)" == str(refused.value)
 
 
 def test_import_refuses_an_email_a_kept_slot_holds(store: Store, tmp_path: Path) -> None:

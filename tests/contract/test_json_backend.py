@@ -136,11 +136,11 @@ def test_first_write_creates_the_directory(tmp_path: Path) -> None:
 # -- parse errors ------------------------------------------------------------------------------------
 
 BROKEN: dict[str, tuple[bytes, str]] = {
-    "bad_token_after_utf8": (b'{"a": "\xc3\xa9", x}', r"users\.json: invalid JSON at byte 12 \(line 1, col"),
-    "truncated": (b'{"a": {"b": 1', r"users\.json: invalid JSON at byte 13"),
-    "empty": (b"", r"users\.json: invalid JSON at byte 0"),
-    "not_utf8": (b'{"a": "\xff"}', r"users\.json: not UTF-8 at byte 7"),
-    "second_line": (b'{\n  "a": nope\n}', r"users\.json: invalid JSON at byte 9 \(line 2, column 8\)"),
+    "bad_token_after_utf8": (b'{"a": "\xc3\xa9", x}', r"users\.json: not valid JSON at byte 12 \(line 1, column 13\)"),
+    "truncated": (b'{"a": {"b": 1', r"users\.json: not valid JSON at byte 13"),
+    "empty": (b"", r"users\.json: not valid JSON at byte 0"),
+    "not_utf8": (b'{"a": "\xff"}', r"users\.json: not valid JSON at byte 7 \(line 1, column 8\): not valid UTF-8$"),
+    "second_line": (b'{\n  "a": nope\n}', r"users\.json: not valid JSON at byte 9 \(line 2, column 8\)"),
 }
 
 
@@ -149,6 +149,17 @@ def test_parse_error_names_file_and_byte(tmp_path: Path, content: bytes, message
     (tmp_path / "users.json").write_bytes(content)
     with pytest.raises(InvalidUsersFile, match=message):
         JsonProfileManager(tmp_path / "users.json").get_all_profiles()
+
+
+BEYOND_64_BITS = b'{"a@x.com": {"email": "a@x.com", "id": 18446744073709551616}}'  # orjson reads a float
+
+
+def test_integer_beyond_64_bits_is_refused_not_rewritten_as_a_float(tmp_path: Path) -> None:
+    (tmp_path / "users.json").write_bytes(BEYOND_64_BITS)
+    with pytest.raises(InvalidUsersFile, match=r"users\.json: the integer 18446744073709551616 at byte 39 \(line 1, "
+                                               r"column 40\) does not fit in 64 bits$"):
+        JsonProfileManager(tmp_path / "users.json").set_user_field("a@x.com", "timezone", "UTC")
+    assert BEYOND_64_BITS == (tmp_path / "users.json").read_bytes()
 
 
 def test_parse_error_refuses_writes_too(tmp_path: Path) -> None:
@@ -179,8 +190,22 @@ def test_read_of_missing_file_gives_a_fresh_default(tmp_path: Path) -> None:
 
 def test_parse_error_is_invalid_json_file_by_default(tmp_path: Path) -> None:
     (tmp_path / "f.json").write_bytes(b"nope")
-    with pytest.raises(InvalidJsonFile, match=r"f\.json: invalid JSON at byte 0"):
+    with pytest.raises(InvalidJsonFile, match=r"f\.json: not valid JSON at byte 0"):
         LockedJsonFile(tmp_path / "f.json").read()
+
+
+NOT_BIG_INTEGERS = {
+    "in_a_string": b'{"k": "123456789012345678901234"}',
+    "after_an_escaped_quote": b'{"\\"123456789012345678901234": 1}',
+    "floats_and_64_bit_ints": b"[1234567890123456789012.5, 12345678901234567890123e5, 18446744073709551615, "
+                              b"-9223372036854775808]",
+}
+
+
+@pytest.mark.parametrize("content", NOT_BIG_INTEGERS.values(), ids=NOT_BIG_INTEGERS.keys())
+def test_long_digit_runs_that_are_no_big_integer_are_read(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "f.json").write_bytes(content)
+    assert json.loads(content) == LockedJsonFile(tmp_path / "f.json").read()
 
 
 def test_lock_file_is_a_sibling(tmp_path: Path) -> None:
@@ -215,30 +240,10 @@ def test_no_descriptor_stays_open_between_calls(tmp_path: Path) -> None:
 # -- vnc_instance_map.json -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def vnc_map(tmp_path: Path) -> Path:
-    inst = new_instance(1, "a@x.com") | {"appium_pid": 4242, "appium_running": True, "extra": "kept"}
-    path = tmp_path / "vnc_instance_map.json"
-    path.write_bytes(old_app_bytes({"instances": [inst], "version": 1}))
-    return path
-
-
 def test_map_written_by_assign_is_what_the_old_app_wrote(tmp_path: Path) -> None:
     JsonVncManager(tmp_path / "map.json", tmp_path / "users.json").assign_instance_to_profile("a@x.com")
     expected = {"instances": [new_instance(1, "a@x.com")], "version": 1}
     assert old_app_bytes(expected) == (tmp_path / "map.json").read_bytes()
-
-
-def test_reset_appium_states_clears_a_running_appium(vnc_map: Path, tmp_path: Path) -> None:
-    JsonVncManager(vnc_map, tmp_path / "users.json").reset_appium_states_on_startup()
-    inst = json.loads(vnc_map.read_bytes())["instances"][0]
-    assert (None, False, "kept") == (inst["appium_pid"], inst["appium_running"], inst["extra"])
-
-
-def test_release_clears_a_running_appium(vnc_map: Path, tmp_path: Path) -> None:
-    JsonVncManager(vnc_map, tmp_path / "users.json").release_instance_from_profile("a@x.com")
-    inst = json.loads(vnc_map.read_bytes())["instances"][0]
-    assert (None, False) == (inst["appium_pid"], inst["appium_running"])
 
 
 def test_reset_on_a_missing_map_creates_no_file(tmp_path: Path) -> None:
@@ -258,5 +263,5 @@ def test_malformed_map_is_refused(tmp_path: Path, content: bytes) -> None:
 
 def test_map_parse_error_is_invalid_vnc_file(tmp_path: Path) -> None:
     (tmp_path / "map.json").write_bytes(b'{"instances": [')
-    with pytest.raises(InvalidVncFile, match=r"map\.json: invalid JSON at byte 15"):
+    with pytest.raises(InvalidVncFile, match=r"map\.json: not valid JSON at byte 15"):
         JsonVncManager(tmp_path / "map.json", tmp_path / "users.json").get_all_instances()

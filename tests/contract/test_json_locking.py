@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from kindle_store._avd_json import JsonProfileManager
-from kindle_store._vnc_json import JsonVncManager
 from kindle_store.avd import AVDProfileManager
 from kindle_store.vnc_manager import VNCInstanceManager
 
@@ -76,20 +75,6 @@ def test_naive_load_modify_save_loses_updates(users: Path) -> None:
     assert lost > 0
 
 
-def test_concurrent_assignments_never_share_an_instance(tmp_path: Path) -> None:
-    def work(p: int, t: int) -> None:
-        vnc = JsonVncManager(tmp_path / "map.json", tmp_path / "users.json")
-        for i in range(5):
-            vnc.assign_instance_to_profile(f"u{p}_{t}_{i}@x.com")
-            vnc.assign_instance_to_profile("shared@x.com")
-
-    assert [0] * PROCESSES == run_everywhere(work)
-    instances = JsonVncManager(tmp_path / "map.json", tmp_path / "users.json").get_all_instances()
-    emails = [i["assigned_profile"] for i in instances]
-    assert (PROCESSES * THREADS * 5 + 1, len(emails)) == (len(set(emails)), len(instances))
-    assert list(range(1, len(instances) + 1)) == [i["id"] for i in instances]
-
-
 def _wait_child(pid: int, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,22 +104,6 @@ def increment(manager: JsonProfileManager, times: int) -> None:
     for _ in range(times):
         with manager.edit_profile(EMAIL) as profile:
             profile["counter"] += 1
-
-
-def test_manager_keeps_working_in_parent_and_child_after_fork(users: Path) -> None:
-    manager = JsonProfileManager(users)
-    increment(manager, 1)
-
-    def child() -> None:
-        increment(manager, 100)
-        manager.set_user_field(EMAIL, "child", True)
-
-    pid = _in_child(child)
-    increment(manager, 100)
-    manager.set_user_field(EMAIL, "parent", True)
-    assert 0 == _wait_child(pid)
-    profile = manager.get_profile_for_email(EMAIL) or {}
-    assert (201, True, True) == (profile["counter"], profile["child"], profile["parent"])
 
 
 def test_fork_while_another_thread_holds_the_lock(users: Path) -> None:

@@ -1,5 +1,8 @@
 """Every AVDProfileManager method on PostgreSQL, fed hostile arguments: each call either stores exactly what it
-was given (read back type-exact) or refuses with InvalidProfile (a ValueError) and changes nothing."""
+was given (read back type-exact) or refuses with InvalidProfile (a ValueError) and changes nothing. It refuses
+exactly when an input cannot be stored (NUL, lone surrogates, integers beyond 64 bits, NaN/Infinity, non-string
+keys, deeper than 128 levels; an email must also be non-empty and at most 1024 bytes), and may refuse when a typed
+column cannot hold a value (an integer beyond the 32 bits of `vnc_instance`, Unix seconds beyond years 1-9999)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +20,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from kindle_store._avd_db import DbProfileManager
+from kindle_store._values import is_storable
 from kindle_store.errors import InvalidProfile, ProfileNotFound
+from kindle_store.profile import SECTIONS, Kind, Profile
 from kindle_store.profiles import same_json
 
 pytestmark = [
@@ -45,15 +51,55 @@ def fresh(manager: DbProfileManager) -> Callable[[], Profiles]:
     return reset
 
 
-def outcome(manager: DbProfileManager, before: Profiles, call: Callable[[], Any]) -> Any:
-    """The call's result; on a refusal, assert it is InvalidProfile and that nothing changed, and return it."""
+def storable_email(email: Any) -> bool:
+    """Whether a profile can have this email: a storable, non-empty string of at most 1024 bytes (UTF-8)."""
+    return type(email) is str and email != "" and is_storable(email) and len(email.encode()) <= 1024
+
+
+#: what PostgreSQL's typed columns hold: `vnc_instance` is an integer (32 bits), Unix seconds a timestamptz
+#: (as Python reads it back: years 1 to 9999)
+_EPOCHS = (int(datetime.min.replace(tzinfo=UTC).timestamp()), int(datetime.max.replace(tzinfo=UTC).timestamp()))
+
+
+def _fits(kind: Kind, value: Any) -> bool:
+    if type(value) is not int:
+        return True  # a value of another type is kept as written, beside the column
+    if kind is Kind.INT:
+        return -(2**31) <= value < 2**31
+    if kind in (Kind.EPOCH, Kind.EPOCH_OR_ISO):
+        return _EPOCHS[0] <= value <= _EPOCHS[1]
+    return True
+
+
+def fits_columns(key: Any, value: Any, section: str | None = None) -> bool:
+    """Whether `value` stored as profile[section][key] (profile[key] without a section) fits its typed column, or
+    the typed columns of the section it is (a section's object set as a whole)."""
+    if section is not None:
+        spec = SECTIONS[section].specs().get(key) if section in SECTIONS else None
+        return spec is None or _fits(spec.kind, value)
+    if key in SECTIONS and type(value) is dict:
+        specs = SECTIONS[key].specs()
+        return all(_fits(specs[k].kind, v) for k, v in value.items() if k in specs)
+    spec = Profile.specs().get(key)
+    return spec is None or _fits(spec.kind, value)
+
+
+def outcome(manager: DbProfileManager, before: Profiles, call: Callable[[], Any], *, storable: bool,
+            fits: bool = True) -> Any:
+    """The call's result, or the InvalidProfile it raised (after asserting that nothing changed).
+
+    It must refuse when an input is not storable; it may when `fits` is False (a typed column cannot hold a value,
+    or the value is nested too deep only counted from the profile); otherwise it must not refuse.
+    """
     try:
         result = call()
     except ValueError as e:
         assert isinstance(e, InvalidProfile), repr(e)
+        assert not (storable and fits), f"refused storable input: {e}"
         assert same_json(before, manager.get_all_profiles())
         event("refused")
         return e
+    assert storable, f"accepted input that cannot be stored, returned {result!r:.40}"
     event(f"returned {result!r:.10}")
     return result
 
@@ -70,6 +116,15 @@ def with_field(profile: dict[str, Any], field: str, value: Any, section: str | N
         return None
     out[section][field] = value
     return out
+
+
+def settable(before: Profiles, email: str, field: str, value: Any, section: str | None) -> bool:
+    """False where set_user_field may refuse storable input: a typed column cannot hold the value, or the section
+    of the profile is not an object."""
+    known = email.lower() == BASE_EMAIL and with_field(before[BASE_EMAIL], field, value, section) is None
+    # nested 128 levels from the value, but deeper counted from the profile: either count may be the one applied
+    deep = not is_storable(value, 1 if section is None else 2)
+    return fits_columns(field, value, section) and not known and not deep
 
 
 def assert_fields_set(manager: DbProfileManager, before: Profiles, result: Any, email: str, field: str, value: Any,
@@ -89,7 +144,9 @@ def assert_fields_set(manager: DbProfileManager, before: Profiles, result: Any, 
 def test_set_user_field(manager: DbProfileManager, fresh: Callable[[], Profiles], email: str, field: str,
                         value: Any, section: str | None) -> None:
     before = fresh()
-    result = outcome(manager, before, lambda: manager.set_user_field(email, field, value, section))
+    result = outcome(manager, before, lambda: manager.set_user_field(email, field, value, section),
+                     storable=all(is_storable(x) for x in (field, section, value)),
+                     fits=settable(before, email, field, value, section))
     assert_fields_set(manager, before, result, email, field, value, section)
 
 
@@ -99,8 +156,10 @@ def test_set_user_field(manager: DbProfileManager, fresh: Callable[[], Profiles]
 def test_save_style_and_reading_settings(manager: DbProfileManager, fresh: Callable[[], Profiles], email: str,
                                          name: str, value: Any, which: str) -> None:
     before = fresh()
-    result = outcome(manager, before, lambda: getattr(manager, which)(name, value, email))
     section = "library_settings" if which == "save_style_setting" else "reading_settings"
+    result = outcome(manager, before, lambda: getattr(manager, which)(name, value, email),
+                     storable=is_storable(name) and is_storable(value),
+                     fits=settable(before, email, name, value, section))
     assert_fields_set(manager, before, result, email, name, value, section)
 
 
@@ -111,10 +170,12 @@ def test_update_style_preference_and_avd_name(manager: DbProfileManager, fresh: 
                                               value: Any, which: str) -> None:
     before = fresh()
     if which == "update_style_preference":
-        result = outcome(manager, before, lambda: manager.update_style_preference(value, email))
+        result = outcome(manager, before, lambda: manager.update_style_preference(value, email),
+                         storable=is_storable(value), fits=is_storable(value, 1))
         field = "styles_updated"
     else:
-        result = outcome(manager, before, lambda: manager.update_avd_name_for_email(email, value))
+        result = outcome(manager, before, lambda: manager.update_avd_name_for_email(email, value),
+                         storable=is_storable(value), fits=is_storable(value, 1))
         field = "avd_name"
     assert_fields_set(manager, before, result, email, field, value, None)
 
@@ -124,7 +185,11 @@ def test_update_style_preference_and_avd_name(manager: DbProfileManager, fresh: 
 def test_register_profile(manager: DbProfileManager, fresh: Callable[[], Profiles], email: str, avd_name: Any,
                           vnc_instance: Any) -> None:
     before = fresh()
-    result = outcome(manager, before, lambda: manager.register_profile(email, avd_name, vnc_instance))
+    # vnc_instance is typed `int | None`: anything else is refused, as is an integer beyond its 32-bit column
+    result = outcome(manager, before, lambda: manager.register_profile(email, avd_name, vnc_instance),
+                     storable=storable_email(email) and is_storable(avd_name) and is_storable(vnc_instance),
+                     fits=is_storable(avd_name, 1) and (vnc_instance is None or (
+                         type(vnc_instance) is int and fits_columns("vnc_instance", vnc_instance))))
     if isinstance(result, InvalidProfile):
         return
     expected = copy.deepcopy(before)
@@ -141,7 +206,8 @@ def test_register_profile(manager: DbProfileManager, fresh: Callable[[], Profile
 def test_save_profile_status(manager: DbProfileManager, fresh: Callable[[], Profiles], email: str,
                              avd_name: Any) -> None:
     before = fresh()
-    result = outcome(manager, before, lambda: manager.save_profile_status(email, avd_name))
+    result = outcome(manager, before, lambda: manager.save_profile_status(email, avd_name),
+                     storable=storable_email(email) and is_storable(avd_name), fits=is_storable(avd_name, 1))
     if isinstance(result, InvalidProfile):
         return
     after = manager.get_all_profiles()
@@ -219,8 +285,15 @@ def test_edit_profile(manager: DbProfileManager, fresh: Callable[[], Profiles], 
             edit()
         assert same_json(before, manager.get_all_profiles())
         return
-    if not isinstance(outcome(manager, before, edit), InvalidProfile):
-        assert same_json({BASE_EMAIL: left[0]}, manager.get_all_profiles())
+    result = outcome(manager, before, edit, storable=True, fits=False)  # judged below, by what the block left
+    assert left, "the block never ran"
+    after = left[0]
+    storable = all(type(k) is str and is_storable(k) and is_storable(v) for k, v in after.items())
+    fits = is_storable(after) and all(fits_columns(k, v) for k, v in after.items())
+    if isinstance(result, InvalidProfile):
+        assert not (storable and fits), f"refused a storable edit: {result}"
+    else:
+        assert storable and same_json({BASE_EMAIL: after}, manager.get_all_profiles())
 
 
 def _leaves(v: Any) -> list[Any]:

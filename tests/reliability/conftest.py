@@ -26,6 +26,12 @@ APP = "kindle_store"  # Settings.application_name: what the killer looks for
 
 
 @pytest.fixture
+def app_name() -> str:
+    """APP, for the tests: the application_name of the app's sessions, what they look for in pg_stat_activity."""
+    return APP
+
+
+@pytest.fixture
 def pooled() -> bool:
     """True when the app's settings go through PgBouncer (KINDLE_STORE_TEST_POOLER_DSN)."""
     return bool(os.environ.get("KINDLE_STORE_TEST_POOLER_DSN"))

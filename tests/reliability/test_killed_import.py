@@ -49,8 +49,8 @@ def users_json(n: int, tag: str) -> bytes:
 KILL_DURING = {"copy": r"^\s*copy\M", "last-copy": r"^\s*copy\s+\S*user_preferences"}
 
 
-def import_in_flight(admin: psycopg.Connection[Any], dbname: str, process: subprocess.Popen[bytes], statement: str,
-                     timeout: float = 90.0) -> int:
+def import_in_flight(admin: psycopg.Connection[Any], dbname: str, app_name: str, process: subprocess.Popen[bytes],
+                     statement: str, timeout: float = 90.0) -> int:
     """Wait until the import has COPYed at least half the profiles in and runs `statement` (a regular expression),
     all in one transaction; the pid of its backend. Fails if the import commits before that (its xid changes)."""
     deadline = time.monotonic() + timeout
@@ -60,8 +60,8 @@ def import_in_flight(admin: psycopg.Connection[Any], dbname: str, process: subpr
         row = admin.execute(
             "SELECT a.pid, a.backend_xid::text, a.query ~* %s, coalesce(p.tuples_processed, 0)"
             "  FROM pg_stat_activity a LEFT JOIN pg_stat_progress_copy p ON p.pid = a.pid"
-            " WHERE a.application_name = 'kindle_store' AND a.datname = %s AND a.state = 'active'"
-            "   AND a.backend_xid IS NOT NULL", [statement, dbname]).fetchone()
+            " WHERE a.application_name = %s AND a.datname = %s AND a.state = 'active'"
+            "   AND a.backend_xid IS NOT NULL", [statement, app_name, dbname]).fetchone()
         if row is not None:
             xids.add(row[1])
             copied = max(copied, row[3])
@@ -75,7 +75,7 @@ def import_in_flight(admin: psycopg.Connection[Any], dbname: str, process: subpr
 
 @pytest.mark.parametrize("during", KILL_DURING)
 def test_import_killed_midway_changes_nothing(during: str, store: Store, admin: psycopg.Connection[Any], dbname: str,
-                                              app_env: dict[str, str], db_state: Callable[[], Any],
+                                              app_name: str, app_env: dict[str, str], db_state: Callable[[], Any],
                                               tmp_path: Path) -> None:
     small, big = tmp_path / "small.json", tmp_path / "users.json"
     small.write_bytes(users_json(PRELOADED, "old"))
@@ -87,7 +87,7 @@ def test_import_killed_midway_changes_nothing(during: str, store: Store, admin: 
                                env={**os.environ, **app_env}, cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        pid = import_in_flight(admin, dbname, process, KILL_DURING[during])
+        pid = import_in_flight(admin, dbname, app_name, process, KILL_DURING[during])
         process.send_signal(signal.SIGKILL)
         assert -signal.SIGKILL == process.wait(timeout=30)
     finally:

@@ -22,13 +22,12 @@ from kindle_store.errors import PoolTimeout, StatementTimeout
 from kindle_store.settings import Settings
 from kindle_store.store import Store
 
-APP = "kindle_store"
 
-
-def wait_until_app_waits_on_a_lock(admin: psycopg.Connection[Any], dbname: str, timeout: float = 10.0) -> None:
+def wait_until_app_waits_on_a_lock(admin: psycopg.Connection[Any], dbname: str, app_name: str,
+                                   timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while admin.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND datname = %s"
-                        " AND wait_event_type = 'Lock'", [APP, dbname]).fetchone() is None:
+                        " AND wait_event_type = 'Lock'", [app_name, dbname]).fetchone() is None:
         assert time.monotonic() < deadline, "the app never waited on the lock"
         time.sleep(0.01)
 
@@ -73,13 +72,14 @@ def alice(manager: DbProfileManager) -> int:
 
 
 def test_deadlock_victim_call_is_retried_and_succeeds(manager: DbProfileManager, alice: int, admin: Any, dbname: str,
-                                                      database_url: str, retries: Callable[[str], int]) -> None:
+                                                      app_name: str, database_url: str,
+                                                      retries: Callable[[str], int]) -> None:
     # The app's statement locks the users row, then waits for the section row A holds; A then asks for the
     # users row: a cycle. The app's session looks for deadlocks first (1 s against A's 10 s) and is rolled back.
     with rival(database_url, manager.store.schema) as a:
         a.execute("SELECT 1 FROM library_settings WHERE user_id = %s FOR UPDATE", [alice])
         t, out = in_thread(lambda: manager.save_style_setting("view_type", "grid", "alice@x"))
-        wait_until_app_waits_on_a_lock(admin, dbname)
+        wait_until_app_waits_on_a_lock(admin, dbname, app_name)
         a.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", [alice])  # returns once the app rolled back
     t.join(timeout=20)
     assert ([True], 1) == (out, retries("rolled back"))
@@ -87,7 +87,7 @@ def test_deadlock_victim_call_is_retried_and_succeeds(manager: DbProfileManager,
 
 
 def test_deadlock_while_writing_back_an_edit_is_not_retried(manager: DbProfileManager, alice: int, admin: Any,
-                                                            dbname: str, database_url: str) -> None:
+                                                            dbname: str, app_name: str, database_url: str) -> None:
     # Once the block has run it cannot be run again: the deadlock propagates and nothing of the block is written.
     runs: list[int] = []
 
@@ -100,7 +100,7 @@ def test_deadlock_while_writing_back_an_edit_is_not_retried(manager: DbProfileMa
     with rival(database_url, manager.store.schema) as a:
         a.execute("SELECT 1 FROM library_settings WHERE user_id = %s FOR UPDATE", [alice])
         t, out = in_thread(edit)
-        wait_until_app_waits_on_a_lock(admin, dbname)
+        wait_until_app_waits_on_a_lock(admin, dbname, app_name)
         a.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", [alice])
     t.join(timeout=20)
     assert (DeadlockDetected, 1) == (type(out[0]), len(runs))
@@ -180,10 +180,9 @@ def test_statement_timeout_is_a_clear_error_and_not_retried(settings: Settings, 
         conn.execute("SELECT pg_sleep(5)")
 
     with Store(timed) as store:
-        started = time.monotonic()
         with pytest.raises(StatementTimeout, match=r"KINDLE_STATEMENT_TIMEOUT_MS=200\).*statement timeout"):
-            store.call(slow, idempotent=True)
-        assert (1, True) == (len(calls), time.monotonic() - started < 3)
+            store.call(slow, idempotent=True)  # pg_sleep(5) cancelled: without the timeout it would return
+        assert 1 == len(calls)  # not retried
         with store.autocommit() as conn:  # the pool's connection survived it
             assert (1,) == conn.execute("SELECT 1").fetchone()
 
@@ -192,10 +191,10 @@ def test_pool_checkout_timeout_names_its_setting(make_store: Callable[..., Store
     store = make_store(min_size=1, max_size=1, timeout=0.2)
     manager = DbProfileManager(store)
     with store.connection():  # the only connection, held
-        started = time.monotonic()
-        with pytest.raises(PoolTimeout, match=r"no free connection within 0.2 s \(KINDLE_POOL_TIMEOUT"):
+        with pytest.raises(PoolTimeout, match=r"no free connection within 0.2 s \(KINDLE_POOL_TIMEOUT") as caught:
             manager.get_profile_for_email("a@x")
-        assert time.monotonic() - started < 2
+        # the pool's own report of how long it waited: the setting, not psycopg_pool's default of 30 s
+        assert "after 0.20 sec" in str(caught.value.__cause__)
     assert manager.get_profile_for_email("a@x") is None  # and once it is back, calls go through
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kindle_store.errors import ConfigurationError, SchemaBehind
+from kindle_store.errors import SchemaBehind
 from kindle_store.migrate import migrate, migration_ids, require_current, rollback, state, yoyo_url
 from kindle_store.settings import Settings
 
@@ -85,20 +85,6 @@ def test_migrate_then_rollback_one_by_one(database_url: str) -> None:
         assert (migration_ids()[:-1], migration_ids()[-1:]) == (st.applied, st.pending)
         with pytest.raises(SchemaBehind, match="run yoyo apply"):
             require_current(conn, "stepwise")
-
-
-def test_reserved_word_schema_works(database_url: str) -> None:
-    s = fresh_settings(database_url, "user")
-    migrate(s)
-    with psycopg.connect(database_url) as conn:
-        assert ("users",) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'user'").fetchall()
-
-
-@pytest.mark.parametrize("name", ["", "Upper", "1abc", 'x"; DROP TABLE users; --', "a" * 64, "with space"],
-                         ids=["empty", "upper", "digit-first", "injection", "too-long", "space"])
-def test_bad_schema_names_refused_at_configuration(name: str) -> None:
-    with pytest.raises(ConfigurationError, match="KINDLE_SCHEMA"):
-        Settings(database_url="postgresql://x@localhost/db", schema=name)
 
 
 def test_two_appliers_at_once_apply_once(database_url: str) -> None:

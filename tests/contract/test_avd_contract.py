@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 import pytest
 
-from kindle_store._avd_json import JsonProfileManager
 from kindle_store.avd import AVDProfileManager
 from kindle_store.errors import ConfigurationError, InvalidProfile, ProfileNotFound
 
@@ -291,10 +290,11 @@ def test_set_user_field_keeps_the_section_s_other_keys(avd: Manager, alice: str)
     assert {"theme": "dark", "font_size": "12"} == avd.get_user_field(alice, "reading_settings")
 
 
-def test_set_user_field_on_a_null_section_creates_it(avd: Manager, alice: str) -> None:
-    avd.set_user_field(alice, "library_settings", None)
-    avd.set_user_field(alice, "view_type", "grid", section="library_settings")
-    assert {"view_type": "grid"} == avd.get_user_field(alice, "library_settings")
+@pytest.mark.parametrize("section", ["library_settings", "custom"])  # a known section, and any other key
+def test_set_user_field_on_a_null_section_creates_it(avd: Manager, alice: str, section: str) -> None:
+    avd.set_user_field(alice, section, None)
+    avd.set_user_field(alice, "view_type", "grid", section=section)
+    assert {"view_type": "grid"} == avd.get_user_field(alice, section)
 
 
 def test_set_user_field_in_a_non_object_section_is_refused(avd: Manager, alice: str) -> None:
@@ -620,30 +620,10 @@ def json_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     AVDProfileManager.reset_instance()
 
 
-def test_get_instance_json_backend_uses_kindle_users_json(json_env: Path) -> None:
-    manager = AVDProfileManager.get_instance()
-    assert (JsonProfileManager, json_env) == (type(manager), manager.file.path)  # type: ignore[attr-defined]
-
-
-def test_get_instance_is_process_wide(json_env: Path) -> None:
-    assert AVDProfileManager.get_instance() is AVDProfileManager.get_instance()
-
-
-def test_reset_instance_closes_and_forgets_the_manager(json_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    closed: list[AVDProfileManager] = []
-    monkeypatch.setattr(JsonProfileManager, "close", lambda manager: closed.append(manager))
-    first = AVDProfileManager.get_instance()
-    AVDProfileManager.reset_instance()
-    assert ([first], False) == (closed, first is AVDProfileManager.get_instance())
+# the JSON files it uses, process-wide, reset_instance: tests/contract/test_process_wide.py, for both managers
 
 
 def test_get_instance_refuses_a_malformed_flag(json_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USE_DATABASE_PROFILE_MANAGER", "maybe")
     with pytest.raises(ConfigurationError, match="USE_DATABASE_PROFILE_MANAGER"):
         AVDProfileManager.get_instance()
-
-
-def test_set_field_in_a_null_custom_section_creates_it(avd: Manager, alice: str) -> None:
-    avd.set_user_field(alice, "custom", None)
-    avd.set_user_field(alice, "k", 1, section="custom")
-    assert {"k": 1} == avd.get_user_field(alice, "custom")

@@ -94,32 +94,32 @@ def _epoch(v: int, where: str) -> datetime:
 def encode(kind: Kind, v: Any, where: str, strict: bool = True) -> tuple[Any, bool]:
     """(column value, exact): exact when rendering the column gives back `v` itself.
 
-    A value of the wrong type is an error when `strict` (importing a file); otherwise (the application
-    setting a field) it is kept as written, with no typed value.
+    A value of the wrong type, or one the column cannot hold, is an error when `strict` (importing a file);
+    otherwise (the application setting a field) it is kept as written, with no typed value, as the JSON
+    backend keeps it.
     """
     if v is None:
         return None, False
     t = type(v)
-    if kind is _TEXT and t is str:
-        check_value(v, where)
-        return v, True
-    if kind is _BOOL and t is bool:
-        return v, True
-    if kind is _INT and t is int:
-        if not -_INT32 <= v < _INT32:
-            raise InvalidProfile(f"{where}: {v} is out of range for an integer column")
-        return v, True
-    if (kind is _EPOCH or kind is _EPOCH_OR_ISO) and t is int:
-        return _epoch(v, where), True
-    if (kind is _ISO or kind is _EPOCH_OR_ISO) and t is str:
-        check_value(v, where)
-        try:
+    try:
+        if kind is _TEXT and t is str:
+            check_value(v, where)
+            return v, True
+        if kind is _BOOL and t is bool:
+            return v, True
+        if kind is _INT and t is int:
+            if not -_INT32 <= v < _INT32:
+                raise InvalidProfile(f"{where}: {v} is out of range for an integer column")
+            return v, True
+        if (kind is _EPOCH or kind is _EPOCH_OR_ISO) and t is int:
+            return _epoch(v, where), True
+        if (kind is _ISO or kind is _EPOCH_OR_ISO) and t is str:
+            check_value(v, where)
             dt, written_back = _parse_iso(v, where)
-        except InvalidProfile:
-            if strict:
-                raise
-            return None, False
-        return dt, kind is _ISO and written_back
+            return dt, kind is _ISO and written_back
+    except InvalidProfile:
+        if strict:
+            raise
     if not strict:
         check_value(v, where)
         return None, False

@@ -244,10 +244,13 @@ WELL_KNOWN: list[tuple[str | None, str, Any]] = [
     (None, "created_from_seed_clone", True),
     (None, "vnc_instance", 4),
     (None, "vnc_instance", None),
+    (None, "vnc_instance", 2**40),  # beyond the 32-bit column: kept as written, on both backends
+    (None, "last_used", 10**13),  # Unix seconds beyond year 9999: the same
     (None, "kindle_version_code", "1286055411"),
     (None, "some_future_key", {"x": [1, 2]}),
     ("emulator_settings", "hw_overlays_disabled", True),
     ("emulator_settings", "memory_optimization_timestamp", 1714980000),
+    ("emulator_settings", "memory_optimization_timestamp", -(10**13)),
     ("device_identifiers", "hw.wifi.mac", "02:00:00:4a:5b:6c"),
     ("device_identifiers", "android_id", "a1b2c3d4e5f60718"),
     ("library_settings", "view_type", "list"),

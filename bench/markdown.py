@@ -52,7 +52,7 @@ def bullets(res: dict[str, Any]) -> str:
 
     def mixed(name: str) -> str:
         m = mix[name]
-        return (f"{_n(m['ops_per_s'])} ops/s (p50 {m['p50_us'] / 1000:.1f} ms, p99 {m['p99_us'] / 1000:.0f} ms, "
+        return (f"{_n(m['ops_per_s'])} ops/s (p50 {m['p50_us'] / 1000:.1f} ms, p99 {m['p99_us'] / 1000:,.0f} ms, "
                 f"{m['failed']:,} failed)")
 
     def out_of(name: str) -> str:

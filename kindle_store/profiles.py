@@ -120,12 +120,14 @@ class Profiles:
 
     def register(self, conn: Connection[Any], email: str, avd_name: str | None,
                  vnc_instance: int | None = None) -> bool:
-        """Create {email, avd_name[, vnc_instance]} or update those fields; True if it was created."""
+        """Create {email, avd_name[, vnc_instance]} or update those fields (vnc_instance only when it is not
+        None); True if it was created. A value a typed column cannot hold is kept as written."""
         check_email(email)
         avd, exact = encode(Profile.specs()["avd_name"].kind, avd_name, "avd_name", strict=False)
-        vnc, _ = encode(Profile.specs()["vnc_instance"].kind, vnc_instance, "vnc_instance")
+        vnc, vnc_exact = encode(Profile.specs()["vnc_instance"].kind, vnc_instance, "vnc_instance", strict=False)
         return bool(self._one(conn, "register_profile", {
-            "email": email, "avd_name": avd, "avd_raw": _raw(exact, avd_name), "vnc_instance": vnc}))
+            "email": email, "avd_name": avd, "avd_raw": _raw(exact, avd_name), "vnc_instance": vnc,
+            "vnc_raw": None if vnc_instance is None else _raw(vnc_exact, vnc_instance)}))
 
     def save_status(self, conn: Connection[Any], email: str, avd_name: str | None,
                     now: datetime | None = None) -> bool:

@@ -26,24 +26,29 @@ SELECT p.*, l.version AS locked_version
   FROM (SELECT id, version FROM {schema}.users WHERE lower(email) = lower(:email) FOR UPDATE) AS l
   JOIN {schema}.profile_rows AS p ON p.id = l.id
 
--- name: register_profile(email, avd_name, avd_raw, vnc_instance) :scalar
+-- name: register_profile(email, avd_name, avd_raw, vnc_instance, vnc_raw) :scalar
 -- Create a profile {email, avd_name[, vnc_instance]}, or set those on the existing one; true if created,
--- false if it existed (no row, and version left alone, when it already held those values).
+-- false if it existed (no row, and version left alone, when it already held those values). vnc_instance is
+-- given when :vnc_instance (typed) or :vnc_raw (kept as written) is not null.
 INSERT INTO {schema}.users AS u (email, inner_email, avd_name, vnc_instance, extra)
-VALUES (:email, :email, :avd_name, :vnc_instance, {schema}.json_put('{}', 'avd_name', :avd_raw))
+VALUES (:email, :email, :avd_name, :vnc_instance,
+        {schema}.json_put({schema}.json_put('{}', 'avd_name', :avd_raw), 'vnc_instance', :vnc_raw))
 ON CONFLICT ((lower(email))) DO UPDATE
    SET avd_name = EXCLUDED.avd_name,
-       vnc_instance = coalesce(EXCLUDED.vnc_instance, u.vnc_instance),
+       vnc_instance = CASE WHEN EXCLUDED.extra -> 'vnc_instance' IS NULL
+                           THEN coalesce(EXCLUDED.vnc_instance, u.vnc_instance) END,
        extra = {schema}.json_put(
-                   CASE WHEN EXCLUDED.vnc_instance IS NULL THEN u.extra
-                        ELSE {schema}.json_put(u.extra, 'vnc_instance', NULL) END,
+                   CASE WHEN EXCLUDED.vnc_instance IS NULL AND EXCLUDED.extra -> 'vnc_instance' IS NULL THEN u.extra
+                        ELSE {schema}.json_put(u.extra, 'vnc_instance', EXCLUDED.extra -> 'vnc_instance') END,
                    'avd_name', :avd_raw),
        version = u.version + 1,
        updated_at = now()
  WHERE NOT (u.avd_name IS NOT DISTINCT FROM EXCLUDED.avd_name
-            AND (u.extra -> 'avd_name')::text IS NOT DISTINCT FROM CAST(:avd_raw AS json)::text
-            AND (EXCLUDED.vnc_instance IS NULL
-                 OR (u.vnc_instance = EXCLUDED.vnc_instance AND u.extra -> 'vnc_instance' IS NULL)))
+            AND (u.extra -> 'avd_name')::text IS NOT DISTINCT FROM (EXCLUDED.extra -> 'avd_name')::text
+            AND ((EXCLUDED.vnc_instance IS NULL AND EXCLUDED.extra -> 'vnc_instance' IS NULL)
+                 OR (u.vnc_instance IS NOT DISTINCT FROM EXCLUDED.vnc_instance
+                     AND (u.extra -> 'vnc_instance')::text IS NOT DISTINCT FROM
+                         (EXCLUDED.extra -> 'vnc_instance')::text)))
 RETURNING xmax = 0
 
 -- name: save_profile_status(email, avd_name, avd_raw, last_used, last_used_date) :scalar

@@ -35,6 +35,18 @@ def test_register_existing_updates_avd(store: Any) -> None:
     assert {"email": "a@x", "avd_name": "avd_2", "vnc_instance": 3} == doc_of(store, "a@x")
 
 
+@pytest.mark.parametrize("vnc", [None, 3, "3", 2**40])
+def test_register_same_values_again_writes_nothing(store: Any, vnc: Any) -> None:
+    with store.connection() as c:
+        store.profiles.register(c, "a@x", "avd_1", vnc_instance=vnc)
+        assert store.profiles.register(c, "A@X", "avd_1", vnc_instance=vnc) is False
+        assert store.profiles.register(c, "a@x", "avd_1") is False
+        assert 1 == store.profiles.get(c, "a@x").version
+        store.profiles.register(c, "a@x", "avd_1", vnc_instance=5)
+        after = store.profiles.get(c, "a@x")
+        assert (2, 5) == (after.version, after.to_dict()["vnc_instance"])
+
+
 def test_get_unknown_is_none(conn: Any, store: Any) -> None:
     assert store.profiles.get(conn, "nobody@x") is None
 

@@ -48,7 +48,8 @@ def test_loader_turns_names_into_placeholders(tmp_path: Path) -> None:
 # One sample value per parameter name used in sql/, and identifiers per query: every query runs once.
 SAMPLE: dict[str, Any] = {
     "email": "sample@x", "key": "k", "value": None, "raw": Json(1), "avd_name": "a", "avd_raw": None,
-    "vnc_instance": None, "last_used": None, "last_used_date": None, "id": 1, "user_id": 1, "limit": 5,
+    "vnc_instance": None, "vnc_raw": Json("3"), "last_used": None, "last_used_date": None, "id": 1, "user_id": 1,
+    "limit": 5,
     "row": Json({"user_id": 1, "extra": {}, "has_preferences": False}), "prefs": Json({}),
     "section": "reading_settings", "authenticated": True,
     "instance_id": None, "emulator_id": "emulator-5554", "first": 1, "last": 3, "running": True, "ids": [1],

@@ -68,6 +68,21 @@ def test_register_existing_with_vnc_instance_updates_it(avd: Manager) -> None:
     assert 5 == avd.get_user_field("a@x.com", "vnc_instance")
 
 
+@pytest.mark.parametrize("odd", ["3", 2**40, 1.5, [3]])
+def test_register_keeps_any_vnc_instance_as_written(avd: Manager, odd: Any) -> None:
+    # the JSON backend stores whatever it is given; PostgreSQL keeps what its integer column cannot hold as written
+    assert avd.register_profile("a@x.com", "AVD_a", vnc_instance=odd) is True
+    assert {"email": "a@x.com", "avd_name": "AVD_a", "vnc_instance": odd} == avd.get_profile_for_email("a@x.com")
+    assert avd.register_profile("a@x.com", "AVD_b") is False  # not given: kept
+    assert odd == avd.get_user_field("a@x.com", "vnc_instance")
+    assert avd.register_profile("a@x.com", "AVD_b", vnc_instance=odd) is False
+    assert odd == avd.get_user_field("a@x.com", "vnc_instance")
+    avd.register_profile("a@x.com", "AVD_b", vnc_instance=4)  # an int replaces it, and back
+    assert 4 == avd.get_user_field("a@x.com", "vnc_instance")
+    avd.register_profile("a@x.com", "AVD_b", vnc_instance=odd)
+    assert {"email": "a@x.com", "avd_name": "AVD_b", "vnc_instance": odd} == avd.get_profile_for_email("a@x.com")
+
+
 def test_register_other_spelling_is_the_same_profile(avd: Manager, alice: str) -> None:
     assert avd.register_profile("alice@example.COM", "AVD_new") is False
     assert ["Alice@Example.com"] == list(avd.get_all_profiles())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import tempfile
@@ -69,6 +70,22 @@ def _at(data: bytes, offset: int) -> str:
     return f"byte {offset} (line {line}, column {column})"
 
 
+def _key_of_wide_int(doc: Any) -> str:
+    """Where the first integer beyond 64 bits is in `doc`, as the import's errors name a place (`email: key.path`,
+    `key[0]`); "" if none is (a key given twice keeps only its last value)."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        value, at, depth = stack.pop()
+        if type(value) is int and not -(2**63) <= value < 2**64:
+            return at
+        if type(value) is dict:
+            sep = "" if depth == 0 else ": " if depth == 1 else "."
+            stack.extend((v, f"{at}{sep}{k[:40]}", depth + 1) for k, v in reversed(value.items()))
+        elif type(value) is list:
+            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(value))))
+    return ""
+
+
 def load_json(path: str | os.PathLike[str], data: bytes, error: Callable[[str], Exception] = InvalidJsonFile) -> Any:
     """The JSON document in `data`, the bytes of `path`; `error` (one line naming the file and the byte) if it
     is not JSON or holds an integer beyond 64 bits, which orjson would read as a float (a rewrite would change it)."""
@@ -85,8 +102,13 @@ def load_json(path: str | os.PathLike[str], data: bytes, error: Callable[[str], 
         while (m := _UP_TO_LONG_INT.match(data, pos)) is not None:
             if not -(2**63) <= int(m[1]) < 2**64:
                 digits = m[1][:40].decode() + ("..." if len(m[1]) > 40 else "")
-                where = _at(data, m.start(1))
-                raise error(one_line(f"{path}: the integer {digits} at {where} does not fit in 64 bits"))
+                try:
+                    key = _key_of_wide_int(json.loads(data))  # the standard library reads it exactly
+                except RecursionError:  # nested deeper than it goes
+                    key = ""
+                where = f"{key}: " if key else ""
+                raise error(one_line(f"{path}: {where}the integer {digits} at {_at(data, m.start(1))} "
+                                     "does not fit in 64 bits"))
             pos = m.end()
     return doc
 

@@ -337,7 +337,8 @@ BAD = {
     "nul_in_section_key": r"a@example\.com: device_identifiers.*ro\.serial\\x00no.*: a NUL character cannot be stored",
     "nul_in_preference": r"a@example\.com: preferences\.notes\[1\]: a NUL character cannot be stored",
     "long_email": r"a{60}\.\.\.: email: email longer than 1024 bytes",
-    "integer_beyond_64_bits": r"the integer 123456789012345678901234 at byte 75 \(line 2, column 74\) does not fit",
+    "integer_beyond_64_bits": r"a@example\.com: preferences\.counter: the integer 123456789012345678901234 at byte 75 "
+                              r"\(line 2, column 74\) does not fit in 64 bits$",
     "timestamp_out_of_range": r"a@example\.com: auth_date: '0001-01-01T00:00:00\+05:00' is out of range",
 }
 

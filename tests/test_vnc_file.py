@@ -203,7 +203,7 @@ REFUSED = {
     "nul-in-unknown-key": ({"instances": [], "version": 1, "x": ["a\x00"]},
                            r"vnc_instance_map\.json: x\[0\]: a NUL character cannot be stored$"),
     "big-int": (b'{"instances": [], "version": 1, "x": [-123456789012345678901]}',
-                r"vnc_instance_map\.json: the integer -123456789012345678901 at byte 38 \(line 1, column 39\) "
+                r"vnc_instance_map\.json: x\[0\]: the integer -123456789012345678901 at byte 38 \(line 1, column 39\) "
                 r"does not fit in 64 bits$"),
     "invalid-json": (b'{"instances": [,]}', r"not valid JSON at byte 15 \(line 1, column 16\)"),
     "not-utf8": (b'{"instances": [], "version": 1, "x": "\xff"}',

@@ -156,8 +156,8 @@ BEYOND_64_BITS = b'{"a@x.com": {"email": "a@x.com", "id": 18446744073709551616}}
 
 def test_integer_beyond_64_bits_is_refused_not_rewritten_as_a_float(tmp_path: Path) -> None:
     (tmp_path / "users.json").write_bytes(BEYOND_64_BITS)
-    with pytest.raises(InvalidUsersFile, match=r"users\.json: the integer 18446744073709551616 at byte 39 \(line 1, "
-                                               r"column 40\) does not fit in 64 bits$"):
+    with pytest.raises(InvalidUsersFile, match=r"users\.json: a@x\.com: id: the integer 18446744073709551616 at "
+                                               r"byte 39 \(line 1, column 40\) does not fit in 64 bits$"):
         JsonProfileManager(tmp_path / "users.json").set_user_field("a@x.com", "timezone", "UTC")
     assert BEYOND_64_BITS == (tmp_path / "users.json").read_bytes()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from .errors import InvalidProfile
 
-__all__ = ["check_storable", "check_user_field", "email_key", "is_storable", "now_iso", "now_seconds"]
+__all__ = ["check_storable", "check_user_field", "email_key", "is_storable", "json_items", "now_iso", "now_seconds"]
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes; jsonb would keep more, the JSON file cannot
 _MAX_DEPTH = 128  # orjson refuses much deeper documents; this also stops a value that contains itself
@@ -66,12 +67,23 @@ def _check_str(s: str, where: str) -> None:
         raise InvalidProfile(f"{where}: a lone surrogate cannot be stored as UTF-8")
 
 
-def _explain(value: Any, where: str) -> None:
-    """Raise InvalidProfile naming what in `value` cannot be stored, and where (the slow walk is_storable skips)."""
-    # Exact types only: a tuple, an IntEnum or a str subclass would not come back as what was stored.
+def json_items(value: Any) -> Iterator[tuple[str, Any, int]]:
+    """(path, item, depth) of `value` and of everything inside it, in document order; a path is `.key` and `[i]`
+    steps (each key cut to 40 characters). A dict's keys are read only after the caller has seen the dict."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
     while stack:
         v, path, depth = stack.pop()
+        yield path, v, depth
+        if type(v) is dict:
+            stack.extend((item, f"{path}.{k[:40]}", depth + 1) for k, item in reversed(v.items()))
+        elif type(v) is list:
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in reversed(list(enumerate(v))))
+
+
+def _explain(value: Any, where: str) -> None:
+    """Raise InvalidProfile naming what in `value` cannot be stored, and where (the slow walk is_storable skips)."""
+    # Exact types only: a tuple, an IntEnum or a str subclass would not come back as what was stored.
+    for path, v, depth in json_items(value):
         at, t = f"{where}{path}", type(v)
         if depth > _MAX_DEPTH:
             raise InvalidProfile(f"{where}: nested deeper than {_MAX_DEPTH} levels")
@@ -86,14 +98,11 @@ def _explain(value: Any, where: str) -> None:
             if not math.isfinite(v):
                 raise InvalidProfile(f"{at}: {v} cannot be written as JSON")
         elif t is dict:
-            for k, item in v.items():
+            for k in v:
                 if type(k) is not str:
                     raise InvalidProfile(f"{at}: key {k!r} is not a string")
                 _check_str(k, f"{at}: key {k[:40]!r}")
-                stack.append((item, f"{path}.{k[:40]}", depth + 1))
-        elif t is list:
-            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
-        else:
+        elif t is not list:
             raise InvalidProfile(f"{at}: {t.__name__} is not a JSON value")
 
 

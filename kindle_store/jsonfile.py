@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ._values import is_storable, json_items
 from .errors import KindleStoreError
 
 __all__ = ["InvalidJsonFile", "LockedJsonFile", "atomic_write", "backup_path", "load_json", "one_line",
@@ -73,16 +74,11 @@ def _at(data: bytes, offset: int) -> str:
 def _key_of_wide_int(doc: Any) -> str:
     """Where the first integer beyond 64 bits is in `doc`, as the import's errors name a place (`email: key.path`,
     `key[0]`); "" if none is (a key given twice keeps only its last value)."""
-    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
-    while stack:
-        value, at, depth = stack.pop()
-        if type(value) is int and not -(2**63) <= value < 2**64:
-            return at
-        if type(value) is dict:
-            sep = "" if depth == 0 else ": " if depth == 1 else "."
-            stack.extend((v, f"{at}{sep}{k[:40]}", depth + 1) for k, v in reversed(value.items()))
-        elif type(value) is list:
-            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(value))))
+    tops = doc.items() if type(doc) is dict else [("", doc)]
+    for top, value in tops:
+        for path, v, _ in json_items(value):
+            if type(v) is int and not is_storable(v):
+                return f"{top[:40]}{path}" if path[:1] != "." else f"{top[:40]}: {path[1:]}"
     return ""
 
 

@@ -20,7 +20,7 @@ test *ARGS:
 # ruff and mypy --strict
 lint:
     ruff check kindle_store tests bench
-    mypy kindle_store
+    mypy kindle_store bench
 
 # bring the schema to the newest version
 migrate:

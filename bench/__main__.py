@@ -313,7 +313,8 @@ def run_lost_updates(c: Contenders, cfg: Config, users_path: Path) -> dict[str, 
     return out
 
 
-def run_import_export(c: Contenders, cfg: Config, tmp: Path, docs: dict[str, Any]) -> tuple[dict, dict]:
+def run_import_export(c: Contenders, cfg: Config, tmp: Path,
+                      docs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """kindle_store's import (and export) against a bare COPY of the same rows, into emptied tables."""
     ks, fl = SCHEMAS["kindle_store_repo"], SCHEMAS["floor"]
     imports: dict[str, dict[int, Any]] = {"kindle_store": {}, "copy_floor": {}}
@@ -348,7 +349,7 @@ def seed(url: str, tmp: Path, users_path: Path, docs: dict[str, Any]) -> dict[st
     (import, then export, compared profile by profile) and the ORM's import and export speed on the way."""
     for schema in SCHEMAS.values():
         migrate(Settings(database_url=url, schema=schema))
-    got = {}
+    got: dict[str, Any] = {}
     for name in ("kindle_store", "kindle_store_repo"):
         with Store(Settings(database_url=url, schema=SCHEMAS[name])) as store:
             quiet_import(store, users_path)

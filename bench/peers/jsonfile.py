@@ -72,4 +72,5 @@ class JsonFileProfiles:
             profile["vnc_instance"] = (profile.get("vnc_instance") or 0) + 1
             return int(profile["vnc_instance"])
 
-        return self._update(email, change)
+        result: int | None = self._update(email, change)
+        return result

@@ -128,7 +128,7 @@ class User(Base):
         collection_class=attribute_keyed_dict("key"), cascade="all, delete-orphan")
 
 
-SECTIONS: dict[str, type[_Section]] = {
+SECTIONS: dict[str, type[Base]] = {
     "emulator_settings": EmulatorSettings, "device_identifiers": DeviceIdentifiers,
     "library_settings": LibrarySettings, "reading_settings": ReadingSettings,
 }

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from _helpers import KindleCli
 from _servers import server_url
 from psycopg import sql
 
+import kindle_store
+from kindle_store import cli
 from kindle_store.migrate import migrate
 from kindle_store.settings import Settings, libpq_url
 from kindle_store.store import Store
@@ -84,6 +89,40 @@ def conn(store: Store) -> Iterator[psycopg.Connection[object]]:
     """A connection from the store's pool, committed after the test."""
     with store.connection() as c:
         yield c
+
+
+@pytest.fixture
+def app_env(settings: Settings) -> dict[str, str]:
+    """The environment under which `kindle-store` uses the session's settings (PgBouncer-safe when they are)."""
+    # a `kindle-store` subprocess runs the very package under test, wherever the editable install points
+    here = str(Path(kindle_store.__file__).resolve().parent.parent)
+    env = {"DATABASE_URL": settings.database_url, "KINDLE_SCHEMA": settings.schema,
+           "KINDLE_STATEMENT_TIMEOUT_MS": str(settings.statement_timeout_ms),
+           "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+    if settings.prepare_threshold is None:
+        env["KINDLE_PREPARE_THRESHOLD"] = "off"
+    return env
+
+
+@pytest.fixture
+def kindle_cli(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: Store) -> KindleCli:
+    """kindle_cli(*argv, env={...}) runs `kindle-store` in process under app_env, for that call overridden by env
+    (a None value unsets the variable), from tmp_path as working directory (no stray .env); returns (exit code,
+    stdout, stderr). Tables are emptied after the test."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str, env: Mapping[str, str | None] | None = None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with monkeypatch.context() as m:
+            for k, v in {**app_env, **(env or {})}.items():
+                if v is None:
+                    m.delenv(k, raising=False)
+                else:
+                    m.setenv(k, v)
+            code = cli.main(list(argv), out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

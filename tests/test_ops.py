@@ -14,23 +14,22 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store.backup import BackupFailed, find_tool
-from kindle_store.cli import main
 from kindle_store.migrate import migration_ids
 from kindle_store.monitoring import EXPECTED
 from kindle_store.settings import Settings, split_password
 from kindle_store.store import Store
 
-Result = tuple[int, str, str]
 ROOT = Path(__file__).resolve().parent.parent
 # A password with a percent-encoded character: neither its URL spelling nor its decoded one may be printed.
 PASSWORD_RAW = f"Pw%21{uuid.uuid4().hex[:8]}"
@@ -51,37 +50,16 @@ def with_parts(url: str, *, user: str | None = None, password: str | None = None
     return urlunsplit(parts._replace(netloc=netloc + hostport, path=path, query=query))
 
 
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, database_url: str, settings: Settings) -> Callable[..., Result]:
-    """Run `kindle-store ARGS` in-process on this session's database (or `url=`): (exit code, stdout, stderr)."""
-
-    def run(*args: str, url: str = database_url, schema: str = settings.schema) -> Result:
-        monkeypatch.setenv("DATABASE_URL", url)
-        monkeypatch.setenv("KINDLE_SCHEMA", schema)
-        out, err = io.StringIO(), io.StringIO()
-        code = main(list(args), out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    return run
-
-
 def test_migrate_without_database_url_reports_what_it_applied_to_the_embedded_server(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        kindle_cli: KindleCli, tmp_path: Path) -> None:
     """The embedded path starts the server and (for every other command) migrates it; `migrate` itself must
     not, or it would report a fresh server as already up to date and re-apply before rolling back."""
     pgdata = tmp_path / "pgdata"
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("KINDLE_EMBEDDED_PGDATA", str(pgdata))
-    monkeypatch.setenv("KINDLE_SCHEMA", "kindle_cli_embedded")
-    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    embedded = {"DATABASE_URL": None, "KINDLE_EMBEDDED_PGDATA": str(pgdata), "KINDLE_SCHEMA": "kindle_cli_embedded"}
     ids = migration_ids()
-
-    def run(*args: str) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        return main(list(args), out=out, err=err), out.getvalue(), err.getvalue()
-
     try:
-        runs = [run("migrate"), run("migrate"), run("migrate", "--rollback"), run("migrate", "--rollback")]
+        runs = [kindle_cli(*argv, env=embedded)
+                for argv in (["migrate"], ["migrate"], ["migrate", "--rollback"], ["migrate", "--rollback"])]
     finally:
         from kindle_store.embedded import start_embedded
 
@@ -107,8 +85,8 @@ def test_just_with_another_dotenv_file_reads_that_file_only(database_url: str, t
     assert connect_line.startswith("ok") and connect_line.endswith("(schema kindle_automator)"), done.stdout
 
 
-def stats_json(cli: Callable[..., Result]) -> dict[str, Any]:
-    code, out, err = cli("stats", "--json")
+def stats_json(kindle_cli: KindleCli) -> dict[str, Any]:
+    code, out, err = kindle_cli("stats", "--json")
     assert (0, "") == (code, err)
     data: dict[str, Any] = json.loads(out)
     return data
@@ -128,15 +106,15 @@ def docs(store: Store) -> list[dict[str, Any]]:
 # -- stats ------------------------------------------------------------------------------------------------------
 
 
-def test_stats_json_has_every_section(cli: Callable[..., Result]) -> None:
-    data = stats_json(cli)
+def test_stats_json_has_every_section(kindle_cli: KindleCli) -> None:
+    data = stats_json(kindle_cli)
     assert {"connections", "active_queries", "tables", "indexes", "pool"} <= set(data)
     assert {"pool_min", "pool_max", "pool_size"} <= set(data["pool"])
 
 
-def test_stats_json_counts_inserts(cli: Callable[..., Result], store: Store) -> None:
+def test_stats_json_counts_inserts(kindle_cli: KindleCli, store: Store) -> None:
     def inserted() -> int:
-        return int(next(t["n_tup_ins"] for t in stats_json(cli)["tables"] if t["table"] == "users"))
+        return int(next(t["n_tup_ins"] for t in stats_json(kindle_cli)["tables"] if t["table"] == "users"))
 
     before = inserted()
     with store.connection() as c:
@@ -149,32 +127,32 @@ def test_stats_json_counts_inserts(cli: Callable[..., Result], store: Store) -> 
     assert inserted() >= before + 3
 
 
-def test_stats_json_lists_the_schema_indexes(cli: Callable[..., Result]) -> None:
-    names = {i["index"] for i in stats_json(cli)["indexes"]}
+def test_stats_json_lists_the_schema_indexes(kindle_cli: KindleCli) -> None:
+    names = {i["index"] for i in stats_json(kindle_cli)["indexes"]}
     assert {"users_email_lower_key", "users_pkey"} <= names
 
 
-def test_stats_flags_a_never_scanned_index(cli: Callable[..., Result], conn: psycopg.Connection[Any],
+def test_stats_flags_a_never_scanned_index(kindle_cli: KindleCli, conn: psycopg.Connection[Any],
                                            store: Store) -> None:
     conn.execute(sql.SQL("CREATE INDEX ops_probe_idx ON {} (timezone)").format(sql.Identifier(store.schema, "users")))
     conn.commit()
     try:
-        code, out, _ = cli("stats")
+        code, out, _ = kindle_cli("stats")
         line = next(ln for ln in out.splitlines() if "ops_probe_idx" in ln)
     finally:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(store.schema, "ops_probe_idx")))
     assert (0, "UNUSED") == (code, line.split()[-1])
 
 
-def test_stats_screen_has_every_heading_and_table(cli: Callable[..., Result], settings: Settings) -> None:
-    code, out, _ = cli("stats")
+def test_stats_screen_has_every_heading_and_table(kindle_cli: KindleCli, settings: Settings) -> None:
+    code, out, _ = kindle_cli("stats")
     headings = ["Connections to this database, by state", "Active queries", f"Tables in {settings.schema}",
                 f"Indexes in {settings.schema}", "Pool of this process"]
     assert (0, []) == (code, [h for h in headings if h not in out])
     assert re.search(r"^\s+users\s+\d+\s+\d+\s+\d+", out, re.M)
 
 
-def test_stats_shows_a_running_query(cli: Callable[..., Result], database_url: str) -> None:
+def test_stats_shows_a_running_query(kindle_cli: KindleCli, database_url: str) -> None:
     probe = psycopg.connect(database_url, autocommit=True, application_name="ops_probe")
     pid = probe.info.backend_pid
 
@@ -187,7 +165,7 @@ def test_stats_shows_a_running_query(cli: Callable[..., Result], database_url: s
     try:
         deadline = time.monotonic() + 5
         while True:
-            found = [q for q in stats_json(cli)["active_queries"] if q["pid"] == pid]
+            found = [q for q in stats_json(kindle_cli)["active_queries"] if q["pid"] == pid]
             if found or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -201,8 +179,8 @@ def test_stats_shows_a_running_query(cli: Callable[..., Result], database_url: s
 # -- doctor -----------------------------------------------------------------------------------------------------
 
 
-def test_doctor_all_ok(cli: Callable[..., Result]) -> None:
-    code, out, _ = cli("doctor")
+def test_doctor_all_ok(kindle_cli: KindleCli) -> None:
+    code, out, _ = kindle_cli("doctor")
     assert (0, []) == (code, [ln for ln in out.splitlines() if ln.startswith("FAIL")])
 
 
@@ -210,25 +188,25 @@ def test_doctor_all_ok(cli: Callable[..., Result]) -> None:
     r"ok\s+server\s+PostgreSQL \d+", r"ok\s+migrations\s+\d+ applied, up to date", r"ok\s+table users$",
     r"ok\s+view profile_rows$", r"ok\s+index users_email_lower_key$",
 ], ids=["server", "migrations", "table", "view", "index"])
-def test_doctor_reports(cli: Callable[..., Result], line: str) -> None:
-    assert re.search(line, cli("doctor")[1], re.M)
+def test_doctor_reports(kindle_cli: KindleCli, line: str) -> None:
+    assert re.search(line, kindle_cli("doctor")[1], re.M)
 
 
-def test_doctor_fails_on_a_missing_index(cli: Callable[..., Result], conn: psycopg.Connection[Any],
+def test_doctor_fails_on_a_missing_index(kindle_cli: KindleCli, conn: psycopg.Connection[Any],
                                          store: Store) -> None:
     (definition,) = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
                                  [store.schema, "users_last_used_idx"]).fetchone() or ("",)
     conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(store.schema, "users_last_used_idx")))
     conn.commit()
     try:
-        code, out, _ = cli("doctor")
+        code, out, _ = kindle_cli("doctor")
     finally:
         conn.execute(definition)
     assert (1, True) == (code, bool(re.search(r"^FAIL\s+index users_last_used_idx\s+missing", out, re.M)))
 
 
-def test_doctor_fails_on_a_schema_behind(cli: Callable[..., Result]) -> None:
-    code, out, _ = cli("doctor", schema="ops_never_migrated")
+def test_doctor_fails_on_a_schema_behind(kindle_cli: KindleCli) -> None:
+    code, out, _ = kindle_cli("doctor", env={"KINDLE_SCHEMA": "ops_never_migrated"})
     pending = len(migration_ids())
     assert (1, True) == (code, f"0 applied, {pending} pending" in out)
 
@@ -253,15 +231,15 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("case", list(FAILURES))
-def test_doctor_names_the_connection_failure(cli: Callable[..., Result], database_url: str, case: str) -> None:
+def test_doctor_names_the_connection_failure(kindle_cli: KindleCli, database_url: str, case: str) -> None:
     make_url, message = FAILURES[case]
-    code, out, _ = cli("doctor", url=make_url(database_url))
+    code, out, _ = kindle_cli("doctor", env={"DATABASE_URL": make_url(database_url)})
     assert (1, True) == (code, bool(re.search(message, out)))
 
 
 @pytest.mark.parametrize("case", list(FAILURES))
-def test_doctor_failure_masks_the_password(cli: Callable[..., Result], database_url: str, case: str) -> None:
-    code, out, err = cli("doctor", url=FAILURES[case][0](database_url))
+def test_doctor_failure_masks_the_password(kindle_cli: KindleCli, database_url: str, case: str) -> None:
+    code, out, err = kindle_cli("doctor", env={"DATABASE_URL": FAILURES[case][0](database_url)})
     assert (1, [], True) == (code, [p for p in (PASSWORD, PASSWORD_RAW) if p in out + err], ":***@" in out)
 
 
@@ -272,30 +250,27 @@ def test_every_migration_has_its_expected_objects_listed() -> None:
 # -- backup and restore ---------------------------------------------------------------------------------------------
 
 
-def test_backup_writes_the_default_path(cli: Callable[..., Result], settings: Settings, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    code, out, _ = cli("backup")
+def test_backup_writes_the_default_path(kindle_cli: KindleCli, settings: Settings, tmp_path: Path) -> None:
+    code, out, _ = kindle_cli("backup")
     path = out.strip()
     assert re.fullmatch(rf"backups/kindle_{settings.schema}_\d{{8}}T\d{{6}}Z\.dump", path)
     assert (0, b"PGDMP") == (code, (tmp_path / path).read_bytes()[:5])
 
 
 def test_a_taken_default_name_gets_a_suffix_even_if_the_clock_moved_on(
-        cli: Callable[..., Result], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+        kindle_cli: KindleCli, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seconds = iter(range(10))  # every call of the default name is a new second
     monkeypatch.setattr("kindle_store.backup.default_backup_path",
                         lambda schema: Path("backups") / f"kindle_{schema}_{next(seconds)}.dump")
     taken = tmp_path / "backups" / f"kindle_{settings.schema}_0.dump"
     taken.parent.mkdir()
     taken.touch()
-    code, out, _ = cli("backup")
+    code, out, _ = kindle_cli("backup")
     assert (0, f"backups/kindle_{settings.schema}_0_2.dump\n", b"") == (code, out, taken.read_bytes())
 
 
 @pytest.fixture
-def dump(cli: Callable[..., Result], store: Store, tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+def dump(kindle_cli: KindleCli, store: Store, tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     """A backup of two profiles, then the data changed: (the dump, the profiles at backup time)."""
     with store.connection() as c:
         store.profiles.register(c, "Kept@x", "avd_1", vnc_instance=2)
@@ -304,7 +279,7 @@ def dump(cli: Callable[..., Result], store: Store, tmp_path: Path) -> tuple[Path
         store.profiles.register(c, "deleted@x", "avd_2")
     before = docs(store)
     path = tmp_path / "kindle.dump"
-    assert (0, f"{path}\n", "") == cli("backup", "-o", str(path))
+    assert (0, f"{path}\n", "") == kindle_cli("backup", "-o", str(path))
     with store.connection() as c:
         store.profiles.set_field(c, "Kept@x", "theme", "light", section="reading_settings")
         store.profiles.delete(c, "deleted@x")
@@ -312,28 +287,28 @@ def dump(cli: Callable[..., Result], store: Store, tmp_path: Path) -> tuple[Path
     return path, before
 
 
-def test_restore_clean_brings_back_the_backup(cli: Callable[..., Result], store: Store,
+def test_restore_clean_brings_back_the_backup(kindle_cli: KindleCli, store: Store,
                                               dump: tuple[Path, list[dict[str, Any]]]) -> None:
     path, before = dump
-    code, out, _ = cli("restore", str(path), "--clean")
+    code, out, _ = kindle_cli("restore", str(path), "--clean")
     assert (0, f"restored {path} into schema {store.schema}: 2 profiles\n", before) == (code, out, docs(store))
 
 
-def test_restore_refuses_a_schema_with_data(cli: Callable[..., Result], store: Store,
+def test_restore_refuses_a_schema_with_data(kindle_cli: KindleCli, store: Store,
                                             dump: tuple[Path, list[dict[str, Any]]]) -> None:
     after = docs(store)
-    code, _, err = cli("restore", str(dump[0]))
+    code, _, err = kindle_cli("restore", str(dump[0]))
     assert (1, True, after) == (code, "already holds data (in " in err and "--clean" in err, docs(store))
 
 
-def test_restore_refuses_a_file_that_is_no_dump(cli: Callable[..., Result], tmp_path: Path) -> None:
+def test_restore_refuses_a_file_that_is_no_dump(kindle_cli: KindleCli, tmp_path: Path) -> None:
     (tmp_path / "x.dump").write_text("not a dump")
-    code, _, err = cli("restore", str(tmp_path / "x.dump"))
+    code, _, err = kindle_cli("restore", str(tmp_path / "x.dump"))
     assert (1, True) == (code, "is not a dump pg_restore can read" in err)
 
 
-def test_backup_of_a_missing_schema_is_a_clear_error(cli: Callable[..., Result], tmp_path: Path) -> None:
-    code, _, err = cli("backup", "-o", str(tmp_path / "x.dump"), schema="ops_never_migrated")
+def test_backup_of_a_missing_schema_is_a_clear_error(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    code, _, err = kindle_cli("backup", "-o", str(tmp_path / "x.dump"), env={"KINDLE_SCHEMA": "ops_never_migrated"})
     assert (1, True, []) == (code, "pg_dump failed: " in err and "no matching schemas" in err,
                              list(tmp_path.iterdir()))
 
@@ -358,16 +333,14 @@ def test_split_password_takes_it_out_of_the_url(url: str, expected: tuple[str, s
     assert expected == split_password(url)
 
 
-def test_no_command_prints_the_password(cli: Callable[..., Result], database_url: str, store: Store,
-                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_command_prints_the_password(kindle_cli: KindleCli, database_url: str, store: Store) -> None:
     url = with_parts(database_url, password=PASSWORD_RAW)  # the test servers trust local logins
-    monkeypatch.chdir(tmp_path)
     with store.connection() as c:
         store.profiles.register(c, "sweep@x", "avd")
-    runs = [cli("stats", url=url), cli("stats", "--json", url=url), cli("doctor", url=url),
-            cli("backup", "-o", "sweep.dump", url=url), cli("restore", "sweep.dump", url=url),
-            cli("restore", "sweep.dump", "--clean", url=url), cli("restore", "missing.dump", url=url)]
-    runs += [cli("doctor", url=make(url)) for make, _ in FAILURES.values()]
+    runs = [kindle_cli(*argv, env={"DATABASE_URL": url}) for argv in (
+        ["stats"], ["stats", "--json"], ["doctor"], ["backup", "-o", "sweep.dump"], ["restore", "sweep.dump"],
+        ["restore", "sweep.dump", "--clean"], ["restore", "missing.dump"])]
+    runs += [kindle_cli("doctor", env={"DATABASE_URL": make(url)}) for make, _ in FAILURES.values()]
     printed = "\n".join(out + err for _, out, err in runs)
     codes = [0, 0, 0, 0, 1, 0, 1, 1, 1, 1]  # the restore without --clean, the missing file, doctor's failures
     assert ([], codes) == ([p for p in (PASSWORD, PASSWORD_RAW) if p in printed], [r[0] for r in runs])
@@ -416,51 +389,51 @@ def app_store(app_url: str, settings: Settings) -> Iterator[Store]:
         yield s
 
 
-def test_grant_prints_what_it_granted(cli: Callable[..., Result], roles: tuple[str, str],
+def test_grant_prints_what_it_granted(kindle_cli: KindleCli, roles: tuple[str, str],
                                       settings: Settings) -> None:
     app, owner = roles
-    code, out, _ = cli("grant", "--app-role", app, "--owner-role", owner)
+    code, out, _ = kindle_cli("grant", "--app-role", app, "--owner-role", owner)
     expected = [f"{owner} owns schema {settings.schema} and its", f"{app}: USAGE on schema {settings.schema}",
                 f"{app}: SELECT, INSERT, UPDATE, DELETE on ", "users", f"{app}: USAGE, SELECT on 1 sequences"]
     assert (0, []) == (code, [e for e in expected if e not in out])
 
 
-def test_grant_twice_changes_no_ownership(cli: Callable[..., Result], roles: tuple[str, str]) -> None:
-    code, out, _ = cli("grant", "--app-role", roles[0], "--owner-role", roles[1])
+def test_grant_twice_changes_no_ownership(kindle_cli: KindleCli, roles: tuple[str, str]) -> None:
+    code, out, _ = kindle_cli("grant", "--app-role", roles[0], "--owner-role", roles[1])
     assert (0, True) == (code, "(0 ownership changes made now)" in out)
 
 
 @pytest.mark.parametrize("name", ["Bad", "pg_app", "public", "a-b", ""], ids=repr)
-def test_grant_refuses_a_bad_role_name(cli: Callable[..., Result], name: str) -> None:
-    code, _, err = cli("grant", "--app-role", name)
+def test_grant_refuses_a_bad_role_name(kindle_cli: KindleCli, name: str) -> None:
+    code, _, err = kindle_cli("grant", "--app-role", name)
     assert (1, True) == (code, "is not allowed" in err)
 
 
-def test_grant_refuses_the_user_running_it_as_app_role(cli: Callable[..., Result],
+def test_grant_refuses_the_user_running_it_as_app_role(kindle_cli: KindleCli,
                                                        conn: psycopg.Connection[Any]) -> None:
     (me,) = conn.execute("SELECT current_user").fetchone() or ("",)
-    code, _, err = cli("grant", "--app-role", me)
+    code, _, err = kindle_cli("grant", "--app-role", me)
     assert (1, True) == (code, "must differ from the owner role and from the user running grant" in err)
 
 
-def test_grant_refuses_a_superuser_app_role(cli: Callable[..., Result], database_url: str) -> None:
+def test_grant_refuses_a_superuser_app_role(kindle_cli: KindleCli, database_url: str) -> None:
     superuser = f"kindle_ops_su_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER NOLOGIN").format(sql.Identifier(superuser)))
         try:
-            code, _, err = cli("grant", "--app-role", superuser)
+            code, _, err = kindle_cli("grant", "--app-role", superuser)
         finally:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(superuser)))
     assert (1, True) == (code, "is a superuser: it could DROP any table" in err)
 
 
-def test_grant_refuses_an_app_role_that_is_a_member_of_the_owner(cli: Callable[..., Result], database_url: str,
+def test_grant_refuses_an_app_role_that_is_a_member_of_the_owner(kindle_cli: KindleCli, database_url: str,
                                                                  roles: tuple[str, str]) -> None:
     member = f"kindle_ops_member_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} IN ROLE {}").format(sql.Identifier(member), sql.Identifier(roles[1])))
         try:
-            code, _, err = cli("grant", "--app-role", member, "--owner-role", roles[1])
+            code, _, err = kindle_cli("grant", "--app-role", member, "--owner-role", roles[1])
         finally:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
     assert (1, True) == (code, f"is a member of the owner role {roles[1]}" in err)

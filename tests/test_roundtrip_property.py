@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from kindle_store.profile import SECTIONS, Kind, Profile
+from kindle_store.profiles import same_json
 from kindle_store.store import Store
 from kindle_store.users_file import export_documents, import_file
 
@@ -59,10 +60,6 @@ EMAIL = st.builds(lambda user, host: f"{user}@{host}", TEXT.filter(bool), st.sam
 USERS = st.lists(st.tuples(EMAIL, PROFILE), max_size=4, unique_by=lambda t: t[0].lower()).map(dict)
 
 
-def sorted_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
 def empty(store: Store) -> None:
     with store.connection() as c:
         c.execute(sql.SQL("DELETE FROM {}.users").format(sql.Identifier(store.schema)))
@@ -82,8 +79,8 @@ def test_export_of_import_is_the_file(store: Store, tmp_path: Path, users: dict[
     path.write_bytes(orjson.dumps(users))
     summary(store, path)
     n = len(users)
-    assert (sorted_json(users), f"imported {n} profiles: 0 created, 0 updated, {n} unchanged") == (
-        sorted_json(dict(export_documents(store))), summary(store, path))
+    assert (True, f"imported {n} profiles: 0 created, 0 updated, {n} unchanged") == (
+        same_json(users, dict(export_documents(store))), summary(store, path))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,12 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
+from _helpers import KindleCli, sorted_json
 from psycopg import sql
 
-from kindle_store import cli, users_file
+from kindle_store import users_file
 from kindle_store._sqlfiles import Query
 from kindle_store.errors import InvalidUsersFile, SchemaBehind
 from kindle_store.profile import SECTIONS, Profile
+from kindle_store.profiles import same_json
 from kindle_store.queries import queries
 from kindle_store.settings import Settings
 from kindle_store.store import Store
@@ -26,10 +28,6 @@ from kindle_store.users_file import export_documents, export_file, import_file, 
 DATA = Path(__file__).parent / "data"
 FULL = DATA / "users_full.json"
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "users.json"
-
-
-def sorted_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def load(path: Path) -> Any:
@@ -63,28 +61,13 @@ def row_state(store: Store) -> list[tuple[Any, ...]]:
     return rows
 
 
-@pytest.fixture
-def cli_env(store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Environment for the in-process CLI on the test database; the working directory is tmp_path."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("KINDLE_SCHEMA", store.schema)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
 # -- the round-trip law ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", [FULL, SAMPLE], ids=["full", "sample"])
 def test_export_of_import_equals_file(store: Store, path: Path) -> None:
     run_import(store, path)
-    assert sorted_json(load(path)) == sorted_json(exported(store))
+    assert same_json(load(path), exported(store))
 
 
 def test_full_fixture_covers_every_known_key() -> None:
@@ -98,7 +81,7 @@ def test_export_file_is_users_json(store: Store, tmp_path: Path) -> None:
     run_import(store, FULL)
     out = io.StringIO()
     assert 0 == export_file(store, tmp_path / "users.json", out=out)
-    assert sorted_json(load(FULL)) == sorted_json(load(tmp_path / "users.json"))
+    assert same_json(load(FULL), load(tmp_path / "users.json"))
 
 
 def test_export_to_stdout_with_no_profiles(store: Store) -> None:
@@ -134,8 +117,8 @@ def test_ten_thousand_profiles_round_trip_and_reimport_writes_nothing(store: Sto
     export_file(store, tmp_path / "export.json", out=io.StringIO())
     before = row_state(store)
     summary = run_import(store, path)[-1]
-    assert (sorted_json(docs), "imported 10000 profiles: 0 created, 0 updated, 10000 unchanged", before) == (
-        sorted_json(load(tmp_path / "export.json")), summary, row_state(store))
+    assert (True, "imported 10000 profiles: 0 created, 0 updated, 10000 unchanged", before) == (
+        same_json(docs, load(tmp_path / "export.json")), summary, row_state(store))
 
 
 def test_export_streams_so_memory_stays_flat_as_profiles_grow(store: Store, tmp_path: Path) -> None:
@@ -206,8 +189,8 @@ def test_changed_file_round_trips(store: Store, tmp_path: Path, change: Any) -> 
     docs = load(FULL)
     change(docs)
     summary = run_import(store, write(tmp_path / "users.json", docs))[-1]
-    assert ("imported 6 profiles: 0 created, 1 updated, 5 unchanged", sorted_json(docs)) == (
-        summary, sorted_json(exported(store)))
+    assert ("imported 6 profiles: 0 created, 1 updated, 5 unchanged", True) == (
+        summary, same_json(docs, exported(store)))
 
 
 def test_profiles_the_file_lacks_are_kept_and_counted(store: Store, tmp_path: Path) -> None:
@@ -216,7 +199,7 @@ def test_profiles_the_file_lacks_are_kept_and_counted(store: Store, tmp_path: Pa
     lacking = {k: docs.pop(k) for k in ["carol@example.org", "dave@example.net"]}
     lines = run_import(store, write(tmp_path / "users.json", docs))
     assert "not in the file: 2 profiles kept that the file lacks (never deleted)" in lines
-    assert sorted_json({**docs, **lacking}) == sorted_json(exported(store))
+    assert same_json({**docs, **lacking}, exported(store))
 
 
 def test_summary_counts_extra_keys(store: Store) -> None:
@@ -349,13 +332,13 @@ def test_every_bad_file_has_a_case() -> None:  # rel_*.json belong to tests/reli
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_file_is_refused_with_one_line_and_nothing_changes(
-        store: Store, cli_env: Path, name: str) -> None:
+        store: Store, kindle_cli: KindleCli, tmp_path: Path, name: str) -> None:
     run_import(store, SAMPLE)
     before = (sorted_json(exported(store)), row_state(store))
-    path = Path(shutil.copy(DATA / "bad" / f"{name}.json", cli_env / "users.json"))
-    code, out, err = run_cli("import-json", str(path))
+    path = Path(shutil.copy(DATA / "bad" / f"{name}.json", tmp_path / "users.json"))
+    code, out, err = kindle_cli("import-json", str(path))
     assert (1, "", before, False) == (
-        code, out, (sorted_json(exported(store)), row_state(store)), (cli_env / "users.json.backup").exists())
+        code, out, (sorted_json(exported(store)), row_state(store)), (tmp_path / "users.json.backup").exists())
     assert re.fullmatch(rf"kindle-store: error: {re.escape(str(path))}: {BAD[name]}.*\n", err)
 
 
@@ -399,17 +382,17 @@ def test_verify_lists_every_difference(store: Store, tmp_path: Path) -> None:
 # -- the command line --------------------------------------------------------------------------------------
 
 
-def test_cli_import_then_export_then_verify(cli_env: Path) -> None:
-    path = Path(shutil.copy(SAMPLE, cli_env / "users.json"))
-    code, out, _ = run_cli("import-json", str(path))
+def test_cli_import_then_export_then_verify(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    path = Path(shutil.copy(SAMPLE, tmp_path / "users.json"))
+    code, out, _ = kindle_cli("import-json", str(path))
     assert (0, "imported 5 profiles: 5 created, 0 updated, 0 unchanged") == (code, out.splitlines()[-1])
-    code, out, _ = run_cli("export-json")
-    assert (0, sorted_json(load(SAMPLE))) == (code, sorted_json(orjson.loads(out)))
-    assert (0, 0) == (run_cli("verify", str(path))[0], run_cli("import-json", "--no-backup", str(path))[0])
+    code, out, _ = kindle_cli("export-json")
+    assert (0, True) == (code, same_json(load(SAMPLE), orjson.loads(out)))
+    assert (0, 0) == (kindle_cli("verify", str(path))[0], kindle_cli("import-json", "--no-backup", str(path))[0])
 
 
-def test_cli_missing_file_is_one_line(cli_env: Path) -> None:
-    code, _, err = run_cli("import-json", str(cli_env / "nope.json"))
+def test_cli_missing_file_is_one_line(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    code, _, err = kindle_cli("import-json", str(tmp_path / "nope.json"))
     assert (1, True) == (code, re.fullmatch(r"kindle-store: error: [^\n]*nope\.json[^\n]*\n", err) is not None)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import BACKENDS
 
 from kindle_store.settings import Settings
 from kindle_store.vnc_manager import VNCInstanceManager, ports_for
@@ -97,7 +98,7 @@ class Processes:
         return [p.exitcode for p in self.procs]
 
 
-@pytest.fixture(params=["json", "db"])
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Settings | Path]:
     """The backend's name and storage (the database's tables are emptied after the test)."""
     if request.param == "db":

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
+from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store._vnc_db import DbVncManager
-from kindle_store.cli import main
 from kindle_store.errors import InvalidVncFile, SchemaBehind
 from kindle_store.jsonfile import backup_path
 from kindle_store.migrate import migrate, rollback
@@ -251,25 +251,16 @@ def test_import_refuses_a_schema_that_is_behind(database_url: str, tmp_path: Pat
 # -- the command line ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("KINDLE_SCHEMA", settings.schema)
-    return ["--env-file", str(tmp_path / "no.env")]
-
-
-def test_cli_import_and_export(store: Store, cli_env: list[str], tmp_path: Path) -> None:
+def test_cli_import_and_export(kindle_cli: KindleCli, tmp_path: Path) -> None:
     path = write(tmp_path, SAMPLE.read_bytes())
-    out, exported = io.StringIO(), tmp_path / "exported.json"
-    codes = (main([*cli_env, "import-vnc", str(path)], out, io.StringIO()),
-             main([*cli_env, "export-vnc", "-o", str(exported)], io.StringIO(), io.StringIO()))
+    exported = tmp_path / "exported.json"
+    import_code, out, _ = kindle_cli("import-vnc", str(path))
+    export_code = kindle_cli("export-vnc", "-o", str(exported))[0]
     assert ((0, 0), "imported 5 instances: 5 created, 0 updated, 0 unchanged", True) == (
-        codes, out.getvalue().splitlines()[-1], same_json(sample(), orjson.loads(exported.read_bytes())))
+        (import_code, export_code), out.splitlines()[-1], same_json(sample(), orjson.loads(exported.read_bytes())))
 
 
-def test_cli_refusal_is_one_line_and_exit_1(store: Store, cli_env: list[str], tmp_path: Path) -> None:
+def test_cli_refusal_is_one_line_and_exit_1(kindle_cli: KindleCli, tmp_path: Path) -> None:
     path = write(tmp_path, {"instances": [new_instance(3, "a@x"), new_instance(7, "a@x")], "version": 1})
-    err = io.StringIO()
-    code = main([*cli_env, "import-vnc", str(path)], io.StringIO(), err)
-    assert (1, [f"kindle-store: error: {path}: instances 3 and 7 both assigned to a@x"]) == (
-        code, err.getvalue().splitlines())
+    code, _, err = kindle_cli("import-vnc", str(path))
+    assert (1, [f"kindle-store: error: {path}: instances 3 and 7 both assigned to a@x"]) == (code, err.splitlines())

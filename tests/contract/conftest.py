@@ -1,17 +1,17 @@
-"""The contract suite runs once per backend: add a backend to BACKENDS and a branch to each make_* helper."""
+"""The contract suite runs once per backend: add a backend to BACKENDS (tests/_helpers.py) and a branch to each
+make_* helper."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from _helpers import BACKENDS
 
 from kindle_store._avd_json import JsonProfileManager
 from kindle_store._vnc_json import JsonVncManager
 from kindle_store.avd import AVDProfileManager
 from kindle_store.vnc_manager import VNCInstanceManager
-
-BACKENDS = ["json", "db"]
 
 
 def make_avd_manager(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AVDProfileManager:

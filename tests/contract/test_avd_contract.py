@@ -9,18 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from kindle_store.avd import AVDProfileManager
 from kindle_store.errors import ConfigurationError, InvalidProfile, ProfileNotFound
+from kindle_store.profiles import same_json
 
 Manager = AVDProfileManager
-
-
-def as_json(value: Any) -> bytes:
-    """The value as canonical JSON: equal only if the values and their JSON types (1 vs 1.0) are equal."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def iso_between(before: datetime, value: Any, after: datetime) -> bool:
@@ -240,7 +235,7 @@ def test_get_user_field_returns_value_with_its_type(
     avd: Manager, alice: str, section: str | None, value: Any
 ) -> None:
     avd.set_user_field(alice, "field", value, section=section)
-    assert as_json(value) == as_json(avd.get_user_field(alice, "field", default="absent", section=section))
+    assert same_json(value, avd.get_user_field(alice, "field", default="absent", section=section))
 
 
 WELL_KNOWN: list[tuple[str | None, str, Any]] = [
@@ -285,7 +280,7 @@ def test_well_known_field_round_trips(
     avd: Manager, alice: str, section: str | None, field: str, value: Any
 ) -> None:
     avd.set_user_field(alice, field, value, section=section)
-    assert as_json(value) == as_json(avd.get_user_field(alice, field, default="absent", section=section))
+    assert same_json(value, avd.get_user_field(alice, field, default="absent", section=section))
 
 
 def test_set_user_field_returns_true(avd: Manager, alice: str) -> None:
@@ -584,7 +579,7 @@ def test_edit_profile_writes_deletions(avd: Manager, alice: str) -> None:
 def test_edit_profile_preserves_types(avd: Manager, alice: str) -> None:
     with avd.edit_profile(alice) as profile:
         profile["preferences"] = VALUES["nested"]
-    assert as_json(VALUES["nested"]) == as_json(avd.get_user_field(alice, "preferences"))
+    assert same_json(VALUES["nested"], avd.get_user_field(alice, "preferences"))
 
 
 def test_edit_profile_in_other_case(avd: Manager, alice: str) -> None:

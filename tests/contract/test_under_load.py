@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import BACKENDS
 from test_json_locking import EMAIL, ITERATIONS, PROCESSES, THREADS, make_users, run_everywhere
 
 from kindle_store._avd_json import JsonProfileManager
@@ -25,7 +26,7 @@ def _db_manager(settings: Settings) -> AVDProfileManager:
     return DbProfileManager(Store(dataclasses.replace(settings, min_size=1, max_size=1)), owns_store=True)
 
 
-@pytest.fixture(params=["json", "db"])
+@pytest.fixture(params=BACKENDS)
 def new_manager(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], AVDProfileManager]:
     """Builds a manager on storage holding one profile, EMAIL, with counter 0 (one per thread)."""
     if request.param == "json":

@@ -4,20 +4,16 @@ built from the session's settings (direct or through PgBouncer), and snapshots t
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import psycopg
 import pytest
+from _helpers import sorted_json
 
-import kindle_store
-from kindle_store import cli
 from kindle_store._avd_db import DbProfileManager
 from kindle_store.settings import Settings
 from kindle_store.store import Store
@@ -99,37 +95,6 @@ def retries(caplog: pytest.LogCaptureFixture) -> Callable[[str], int]:
     return count
 
 
-@pytest.fixture
-def app_env(settings: Settings) -> dict[str, str]:
-    """The environment under which `kindle-store` uses the session's settings (PgBouncer-safe when they are)."""
-    # a `kindle-store` subprocess runs the very package under test, wherever the editable install points
-    here = str(Path(kindle_store.__file__).resolve().parent.parent)
-    env = {"DATABASE_URL": settings.database_url, "KINDLE_SCHEMA": settings.schema,
-           "KINDLE_STATEMENT_TIMEOUT_MS": str(settings.statement_timeout_ms),
-           "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
-    if settings.prepare_threshold is None:
-        env["KINDLE_PREPARE_THRESHOLD"] = "off"
-    return env
-
-
-@pytest.fixture
-def kindle_cli(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-               store: Store) -> Callable[..., tuple[int, str, str]]:
-    """kindle_cli(*argv, env={...}) runs `kindle-store` in process against the test database, from an empty
-    directory (no stray .env); returns (exit code, stdout, stderr). Tables are emptied after the test."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        with monkeypatch.context() as m:
-            for k, v in {**app_env, **(env or {})}.items():
-                m.setenv(k, v)
-            code = cli.main(list(argv), out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    return run
-
-
 State = dict[str, tuple[bytes, int, Any]]
 
 
@@ -139,7 +104,7 @@ def db_state(store: Store) -> Callable[[], State]:
 
     def state() -> State:
         with store.connection() as conn:
-            return {p.email: (orjson.dumps(p.to_dict(), option=orjson.OPT_SORT_KEYS), p.version, p.updated_at)
+            return {p.email: (sorted_json(p.to_dict()), p.version, p.updated_at)
                     for p in store.profiles.all(conn)}
 
     return state

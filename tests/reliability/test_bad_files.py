@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from _fuzz import FUZZ, TOKENS, texts, trees, values, weighted
+from _helpers import KindleCli
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -61,7 +62,7 @@ def preloaded(store: Store) -> DbProfileManager:
 
 
 @pytest.mark.parametrize("bad", BAD, ids=[p.stem for p in BAD])
-def test_bad_file_refused(bad: Path, preloaded: DbProfileManager, kindle_cli: Callable[..., tuple[int, str, str]],
+def test_bad_file_refused(bad: Path, preloaded: DbProfileManager, kindle_cli: KindleCli,
                           db_state: Callable[[], Any], tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     path.write_bytes(bad.read_bytes())

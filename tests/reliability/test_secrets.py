@@ -14,13 +14,14 @@ import subprocess
 import sys
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store._avd_db import DbProfileManager
@@ -71,7 +72,7 @@ def caught(fn: Any, *expected: type[BaseException]) -> str:
 
 
 def test_password_appears_nowhere(settings: Settings, secret_urls: tuple[str, str], app_env: dict[str, str],
-                                  kindle_cli: Callable[..., tuple[int, str, str]], caplog: pytest.LogCaptureFixture,
+                                  kindle_cli: KindleCli, caplog: pytest.LogCaptureFixture,
                                   capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                   tmp_path: Path) -> None:
     caplog.set_level(logging.DEBUG)

@@ -6,7 +6,6 @@ import logging
 import os
 import random
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -41,7 +40,7 @@ _POOL_ERRORS = (psycopg_pool.PoolClosed, psycopg_pool.TooManyRequests, psycopg_p
 logger = logging.getLogger("kindle_store")
 
 # Pools abandoned in a forked child: never closed there (closing would end the parent's sessions), never freed.
-_ABANDONED: list[ConnectionPool] = []
+_ABANDONED: list[ConnectionPool[PooledConnection]] = []
 
 
 def _raised_in_psycopg(e: BaseException) -> bool:
@@ -65,6 +64,13 @@ def _json_dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+class PooledConnection(QueryConnection):
+    """A connection of the Store's pool."""
+
+    #: time.monotonic() when it last went back to the pool; None while it never has
+    returned_at: float | None = None
+
+
 class Store:
     """A connection pool to one database and schema; use as a context manager or call open()/close()."""
 
@@ -72,9 +78,8 @@ class Store:
         self.settings = settings
         #: a connection idle for longer than this is checked (one empty round trip) before it is handed out
         self.check_idle_s = check_idle_s
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[PooledConnection] | None = None
         self._pid = 0
-        self._returned: weakref.WeakKeyDictionary[Connection[Any], float] = weakref.WeakKeyDictionary()
         self._embedded = embedded  # keeps an embedded server alive as long as the store
         self.profiles = Profiles(settings.schema)
 
@@ -108,7 +113,7 @@ class Store:
             kwargs["options"] = f"-c statement_timeout={int(s.statement_timeout_ms)}"
         self._pool = ConnectionPool(
             s.database_url, min_size=s.min_size, max_size=s.max_size, timeout=s.timeout, kwargs=kwargs,
-            configure=self._configure, check=self._check, open=False, connection_class=QueryConnection,
+            configure=self._configure, check=self._check, open=False, connection_class=PooledConnection,
             name=f"kindle_store[{s.schema}]",
         )
         self._pool.open(wait=wait, timeout=s.timeout)
@@ -131,7 +136,7 @@ class Store:
         self.close()
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[PooledConnection]:
         """The pool of this process; after a fork() the child opens its own and leaves the parent's alone."""
         if self._pool is None:
             self.open()
@@ -179,7 +184,7 @@ class Store:
             raise
         # Stamped here rather than in a pool `reset` callback: with one, psycopg_pool returns every
         # connection through its worker thread, which costs a thread switch per call.
-        self._returned[conn] = time.monotonic()
+        conn.returned_at = time.monotonic()
         pool.putconn(conn)
 
     def connection(self) -> AbstractContextManager[Connection[Any]]:
@@ -271,9 +276,8 @@ class Store:
         set_json_loads(orjson.loads, conn)
         set_json_dumps(_json_dumps, conn)
 
-    def _check(self, conn: Connection[Any]) -> None:
-        returned = self._returned.get(conn)
-        if returned is None or time.monotonic() - returned > self.check_idle_s:
+    def _check(self, conn: PooledConnection) -> None:
+        if conn.returned_at is None or time.monotonic() - conn.returned_at > self.check_idle_s:
             ConnectionPool.check_connection(conn)
 
 

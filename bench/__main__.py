@@ -35,8 +35,9 @@ from kindle_store import AVDProfileManager, Settings, Store
 from kindle_store.migrate import migrate
 from kindle_store.profiles import same_json
 from kindle_store.settings import libpq_url, mask_url
-from kindle_store.users_file import export_file, import_file
+from kindle_store.users_file import export_file, import_file, verify_file
 
+from .generate import users_json
 from .harness import (
     StatementCounter,
     differences,
@@ -50,7 +51,6 @@ from .harness import (
     summary,
     timed_runs,
 )
-from .import_export import users_json
 from .peers.floor import Floor, copy_import, copy_rows
 from .peers.jsonfile import JsonFileProfiles
 from .peers.orm import OrmProfiles
@@ -126,9 +126,17 @@ def count_users(url: str, schema: str) -> int:
         return int(row[0]) if row else 0
 
 
-def quiet_import(store: Store, path: Path) -> None:
-    if import_file(store, path, dry_run=False, backup=False, out=io.StringIO(), err=io.StringIO()) != 0:
+def quiet_import(store: Store, path: Path) -> str:
+    """Import the file; its summary line."""
+    out = io.StringIO()
+    if import_file(store, path, dry_run=False, backup=False, out=out, err=io.StringIO()) != 0:
         raise RuntimeError(f"import of {path} failed")
+    return out.getvalue().splitlines()[-1]
+
+
+def quiet_verify(store: Store, path: Path) -> None:
+    if verify_file(store, path, out=io.StringIO()) != 0:
+        raise RuntimeError(f"verify of {path} found differences")
 
 
 def write_users(path: Path, docs: dict[str, Any]) -> Path:
@@ -314,11 +322,13 @@ def run_lost_updates(c: Contenders, cfg: Config, users_path: Path) -> dict[str, 
 
 
 def run_import_export(c: Contenders, cfg: Config, tmp: Path,
-                      docs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """kindle_store's import (and export) against a bare COPY of the same rows, into emptied tables."""
+                      docs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """kindle_store's import against a bare COPY of the same rows, into emptied tables; then, of the same file,
+    a second import (which writes nothing), verify and export: {"import": …, "reimport": …, "verify": …,
+    "export": …}, each {contender: {n, profiles_per_s, seconds, by_n}}."""
     ks, fl = SCHEMAS["kindle_store_repo"], SCHEMAS["floor"]
     imports: dict[str, dict[int, Any]] = {"kindle_store": {}, "copy_floor": {}}
-    exports: dict[int, Any] = {}
+    after: dict[str, dict[int, Any]] = {"reimport": {}, "verify": {}, "export": {}}
     for n in cfg.import_sizes:
         progress(f"import and export of {n:,} profiles")
         subset = docs if n == len(docs) else users_json(n, seed=2)
@@ -333,15 +343,20 @@ def run_import_export(c: Contenders, cfg: Config, tmp: Path,
             if count_users(c.url, schema) != n:
                 raise RuntimeError(f"{name} imported {count_users(c.url, schema)} profiles, not {n}")
             imports[name][n] = per_second(n, secs[name])
-        out = tmp / f"export_{n}.json"
-        secs = timed_runs({"kindle_store": lambda: export_file(c.store, out, out=io.StringIO())},  # noqa: B023
+        out, summaries = tmp / f"export_{n}.json", set()
+        secs = timed_runs({"reimport": lambda: summaries.add(quiet_import(c.store, path)),  # noqa: B023
+                           "verify": lambda: quiet_verify(c.store, path),  # noqa: B023
+                           "export": lambda: export_file(c.store, out, out=io.StringIO())},  # noqa: B023
                           cfg.import_repeat)
+        if summaries != {f"imported {n} profiles: 0 created, 0 updated, {n} unchanged"}:
+            raise RuntimeError(f"a second import of {n} profiles wrote something: {summaries}")
         if len(orjson.loads(out.read_bytes())) != n:
             raise RuntimeError(f"export of {n} profiles wrote a different count")
-        exports[n] = per_second(n, secs["kindle_store"])
+        for step, by_n in after.items():
+            by_n[n] = per_second(n, secs[step])
     big = max(cfg.import_sizes)
-    return ({name: {**by_n[big], "by_n": by_n} for name, by_n in imports.items()},
-            {"kindle_store": {**exports[big], "by_n": exports}})
+    return {"import": {name: {**by_n[big], "by_n": by_n} for name, by_n in imports.items()},
+            **{step: {"kindle_store": {**by_n[big], "by_n": by_n}} for step, by_n in after.items()}}
 
 
 def seed(url: str, tmp: Path, users_path: Path, docs: dict[str, Any]) -> dict[str, Any]:
@@ -407,13 +422,13 @@ def run(url: str, where: str, cfg: Config, quick: bool) -> dict[str, Any]:
         mix = run_mixed(c, cfg, users_path)
         progress("lost updates")
         lost = run_lost_updates(c, cfg, users_path)
-        imports, exports = run_import_export(c, cfg, tmp, docs)
-        imports["orm"], exports["orm"] = seeded.pop("orm_import"), seeded.pop("orm_export")
+        bulk = run_import_export(c, cfg, tmp, docs)
+        bulk["import"]["orm"], bulk["export"]["orm"] = seeded.pop("orm_import"), seeded.pop("orm_export")
         progress("done")
         note = ("pg_stat_statements, summed over the bench database (BEGIN, COMMIT and ROLLBACK included)"
                 if counter.available else f"not counted (null): {counter.reason}")
         return {
-            "single": single, "ratios": ratios(single), "import": imports, "export": exports,
+            "single": single, "ratios": ratios(single), **bulk,
             "lost_updates": {name: d["lost"] for name, d in lost.items()}, "lost_updates_detail": lost,
             **seeded, "mixed": mix,
             "meta": {"server_version": version[0] if version else None, "target": where,

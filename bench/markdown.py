@@ -45,7 +45,7 @@ def table(res: dict[str, Any]) -> str:
 
 def bullets(res: dict[str, Any]) -> str:
     """Import, export, the mixed workload, lost updates and the round trip, one line each."""
-    imp, exp, mix = res["import"], res["export"], res["mixed"]
+    imp, mix = res["import"], res["mixed"]
     ks, copy = imp["kindle_store"]["by_n"], imp["copy_floor"]["by_n"]
     big, small = max(ks, key=int), min(ks, key=int)
     lost, detail, rt = res["lost_updates"], res["lost_updates_detail"], res["roundtrip_identical"]
@@ -61,13 +61,17 @@ def bullets(res: dict[str, Any]) -> str:
     def per_s(by_n: dict[str, Any], n: str) -> str:
         return f"{_n(by_n[n]['profiles_per_s'])}/s"
 
+    def seconds(step: str) -> str:
+        r = res[step]["kindle_store"]
+        return f"{r['n'] / r['profiles_per_s']:.2f} s ({_n(r['profiles_per_s'])}/s)"
+
     slower = copy[big]["profiles_per_s"] / ks[big]["profiles_per_s"]
     return "\n".join([
         f"- **Import** of {int(big):,} profiles: {per_s(ks, big)} ({per_s(ks, small)} for {int(small):,}); a bare "
         f"binary COPY of the same rows, prebuilt: {per_s(copy, big)}, so the import takes {slower:.2f}{X} as long. "
         f"The ORM importer: {_n(imp['orm']['profiles_per_s'])}/s ({imp['orm']['n']:,} profiles, one run).",
-        f"- **Export**: {_n(exp['kindle_store']['profiles_per_s'])} profiles/s "
-        f"({_n(exp['kindle_store']['n'])} profiles).",
+        f"- **Of the same {int(big):,} profiles**: a second import, which writes nothing, "
+        f"{seconds('reimport')}; verify {seconds('verify')}; export {seconds('export')}.",
         f"- **16 threads, mixed reads and writes**: kindle_store {mixed('kindle_store')}; ORM {mixed('orm')}; "
         f"the JSON file {mixed('jsonfile')}.",
         f"- **Lost updates** (16 threads incrementing one counter): kindle_store {out_of('kindle_store')}, "

@@ -91,7 +91,10 @@ def error_line(e: BaseException, url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL as it may be printed or logged: its password (user info or `password=`) replaced by `***`."""
+    """The URL as it may be printed or logged: its password (user info or `password=`) replaced by `***`.
+    Anything but a URL (a key=value connection string) is not printed at all."""
+    if "://" not in url:
+        return "<not a URL>"
     try:
         parts = urlsplit(url)
         userinfo, at, hostport = parts.netloc.rpartition("@")
@@ -106,7 +109,10 @@ def mask_url(url: str) -> str:
 def libpq_url(url: str) -> str:
     """Turn `postgresql+psycopg://` (the spelling yoyo needs) into a URL libpq accepts."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+    if not sep:
+        raise ConfigurationError("DATABASE_URL must be a URL starting with postgresql:// "
+                                 "(a key=value connection string is not accepted)")
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
     return f"postgresql://{rest}"
 

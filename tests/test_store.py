@@ -34,11 +34,19 @@ def test_non_postgres_url_refused_with_password_masked() -> None:
     assert "s3cret" not in str(info.value)
 
 
+def test_key_value_connection_string_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigurationError, match="key=value connection string is not accepted") as info:
+        Settings.from_env(env={"DATABASE_URL": "host=h password=s3cret dbname=d"})
+    assert "s3cret" not in str(info.value)
+
+
 @pytest.mark.parametrize(("url", "masked"), [
     ("postgresql://u:s3cret@h:5432/d", "postgresql://u:***@h:5432/d"),
     ("postgresql://u@h/d", "postgresql://u@h/d"),
     ("postgresql://u:p%40ss@h/d?sslmode=require", "postgresql://u:***@h/d?sslmode=require"),
-], ids=["password", "no-password", "quoted-password"])
+    ("postgresql://u@h/d?password=s3cret&sslmode=require", "postgresql://u@h/d?password=***&sslmode=require"),
+    ("host=h password=s3cret dbname=d", "<not a URL>"),
+], ids=["password", "no-password", "quoted-password", "query-password", "key-value"])
 def test_mask_url(url: str, masked: str) -> None:
     assert masked == mask_url(url)
 

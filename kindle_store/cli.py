@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except psycopg.Error as e:
         print(f"kindle-store: database error: {error_line(e, os.environ.get('DATABASE_URL', ''))}", file=err)
     except OSError as e:
-        print(f"kindle-store: error: {e}", file=err)
+        print(f"kindle-store: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=err)
     except KeyboardInterrupt:
         print("kindle-store: interrupted; nothing was committed by the interrupted step", file=err)
         return 130

@@ -194,7 +194,10 @@ def atomic_write(path: Path, write_all: Callable[[Callable[[bytes], Any]], None]
     """Replace `path` all at once through a temporary file in its directory (write, fsync, rename, fsync the
     directory): a reader sees the old file or the new one, never a part. The file keeps its permissions, or
     takes those of `like`; a new one gets the umask's."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # named by the file asked for, not by the temporary one
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write_all(f.write)

@@ -392,8 +392,15 @@ def test_cli_import_then_export_then_verify(kindle_cli: KindleCli, tmp_path: Pat
 
 
 def test_cli_missing_file_is_one_line(kindle_cli: KindleCli, tmp_path: Path) -> None:
-    code, _, err = kindle_cli("import-json", str(tmp_path / "nope.json"))
-    assert (1, True) == (code, re.fullmatch(r"kindle-store: error: [^\n]*nope\.json[^\n]*\n", err) is not None)
+    missing = tmp_path / "nope.json"
+    assert (1, f"kindle-store: error: {missing}: No such file or directory\n") == kindle_cli(
+        "import-json", str(missing))[::2]
+
+
+def test_cli_export_into_a_missing_directory_names_the_file_asked_for(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    target = tmp_path / "no_such_dir" / "users.json"
+    assert (1, f"kindle-store: error: {target}: No such file or directory\n") == kindle_cli(
+        "export-json", "-o", str(target))[::2]
 
 
 # -- the SQL keeps up with the profile model ----------------------------------------------------------------

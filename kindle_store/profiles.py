@@ -230,7 +230,7 @@ class Profiles:
                   for key, value in doc.items()}
         yield doc
         changed = [key for key, value in doc.items()
-                   if value is not before.get(key, _GONE) and _changed(email, key, before.get(key, _GONE), value)]
+                   if value is not (old := before.get(key, _GONE)) and _changed(email, key, old, value)]
         changed += [key for key in before if key not in doc]
         if changed:
             # only what changed is set: a profile holding the stored id and extra is enough for write()

@@ -102,7 +102,7 @@ def mask_url(url: str) -> str:
         netloc = f"{user}:***@{hostport}" if at and colon else parts.netloc
         masked = urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
-        return "<unparseable url>"
+        return "<not a URL>"
     return scrub(masked, url)
 
 

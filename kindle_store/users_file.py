@@ -22,7 +22,7 @@ from psycopg.types.json import Json
 from .errors import InvalidProfile, InvalidUsersFile
 from .jsonfile import atomic_write, load_json, one_line, write_backup
 from .migrate import require_current
-from .profile import SECTIONS, Kind, Profile, Section, check_email
+from .profile import SECTIONS, Kind, Profile, Section, check_email, json_type
 from .profiles import same_json
 from .queries import queries
 from .store import Store
@@ -45,10 +45,7 @@ def load_users(path: Path, data: bytes) -> dict[str, Any]:
     """Parse users.json bytes: an object keyed by email; InvalidUsersFile with the byte offset otherwise."""
     doc = load_json(path, data, InvalidUsersFile)
     if type(doc) is not dict:
-        kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
-        raise InvalidUsersFile(
-            f"{path}: the top level must be an object keyed by email, got {kind.get(type(doc), 'null')}"
-        )
+        raise InvalidUsersFile(f"{path}: the top level must be an object keyed by email, got {json_type(doc)}")
     return doc
 
 

@@ -46,7 +46,8 @@ def test_key_value_connection_string_refused_without_echoing_it() -> None:
     ("postgresql://u:p%40ss@h/d?sslmode=require", "postgresql://u:***@h/d?sslmode=require"),
     ("postgresql://u@h/d?password=s3cret&sslmode=require", "postgresql://u@h/d?password=***&sslmode=require"),
     ("host=h password=s3cret dbname=d", "<not a URL>"),
-], ids=["password", "no-password", "quoted-password", "query-password", "key-value"])
+    ("postgresql://u:s3cret@[::1/d", "<not a URL>"),
+], ids=["password", "no-password", "quoted-password", "query-password", "key-value", "unparseable"])
 def test_mask_url(url: str, masked: str) -> None:
     assert masked == mask_url(url)
 

@@ -309,7 +309,7 @@ BAD = {
     "not_json": r"not valid JSON at byte 56 \(line 4, column 5\): unexpected character",
     "truncated": r"not valid JSON at byte 76 \(line 4, column 24\): unexpected end of data",
     "invalid_utf8": r"not valid JSON at byte 64 \(line 2, column 63\): not valid UTF-8",
-    "top_level_array": r"the top level must be an object keyed by email, got an array",
+    "top_level_array": r"the top level must be an object keyed by email, got array$",
     "profile_not_object": r"b@example\.com: a profile must be an object, got array",
     "emulator_settings_string": r"a@example\.com: emulator_settings: expected an object or null, got string",
     "last_used_word": r"a@example\.com: last_used: expected integer Unix seconds, got string 'yesterday'",

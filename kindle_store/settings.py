@@ -22,11 +22,20 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
+#: schemas that are not ours to fill: the server's own, and public (where yoyo lands when no schema is named)
+_SYSTEM_SCHEMAS = {"public", "information_schema"}
+
+
 def check_schema_name(name: str) -> str:
     """Return `name` if it is an allowed schema name, else raise ConfigurationError."""
     if not NAME_RE.fullmatch(name):
         raise ConfigurationError(
             f"KINDLE_SCHEMA={name!r} is not allowed: use ^[a-z_][a-z0-9_]{{0,62}}$ (lower case, digits, _)"
+        )
+    if name in _SYSTEM_SCHEMAS or name.startswith("pg_"):
+        raise ConfigurationError(
+            f"KINDLE_SCHEMA={name!r} is not allowed: kindle_store keeps its tables in a schema of its own, "
+            "not public, information_schema or pg_*"
         )
     return name
 

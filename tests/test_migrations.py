@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store.errors import SchemaBehind
@@ -73,6 +74,20 @@ def test_yoyo_bookkeeping_lives_in_the_schema(database_url: str, settings: Setti
 def test_yoyo_refuses_public_schema(database_url: str) -> None:
     result = yoyo(["apply"], database_url.replace("postgresql://", "postgresql+psycopg://"))
     assert 0 != result.returncode and "not pointed at the project schema" in result.stderr
+
+
+@pytest.mark.parametrize("schema", ["public", "information_schema", "pg_kindle"])
+def test_migrate_refuses_a_system_schema_and_creates_nothing(kindle_cli: KindleCli, database_url: str,
+                                                             schema: str) -> None:
+    # public passed the name rule and the migration itself refused it, blaming yoyo; information_schema was
+    # migrated: the tables landed among the server's own views
+    code, out, err = kindle_cli("migrate", env={"KINDLE_SCHEMA": schema})
+    with psycopg.connect(database_url) as conn:
+        ours = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                            "AND table_name IN ('users', 'vnc_instances')", [schema]).fetchone()
+    assert (1, "", True, (0,)) == (
+        code, out, f"KINDLE_SCHEMA={schema!r} is not allowed: kindle_store keeps its tables in a schema of its own"
+        in err, ours)
 
 
 def test_migrate_then_rollback_one_by_one(database_url: str) -> None:

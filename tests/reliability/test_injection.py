@@ -89,7 +89,7 @@ def test_names_choose_columns_only_through_the_fixed_map(manager: DbProfileManag
 
 
 BAD_SCHEMAS = ['x"; DROP TABLE users; --', "Users", "a-b", "1abc", "", " ", "a" * 64, "kindle automator", "a;b",
-               "public.users", "x\x00", "ünï", "x'", "x$$"]
+               "public.users", "x\x00", "ünï", "x'", "x$$", "public", "information_schema", "pg_kindle"]
 
 
 @pytest.mark.parametrize("schema", BAD_SCHEMAS, ids=[f"schema{i}" for i in range(len(BAD_SCHEMAS))])

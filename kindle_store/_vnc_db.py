@@ -2,7 +2,8 @@
 
 Assignment is the one call with a protocol of its own (VncInstances.assign): one statement finds the email's
 slot, the requested one, the lowest free one or creates the next; when a new slot was needed while another
-transaction was creating one, it runs again in a transaction holding the slot-creation lock. A unique violation
+transaction was creating one, or every free slot was being taken by another transaction (which may yet roll back),
+it runs again in a transaction holding the slot-creation lock, where it waits for such a slot. A unique violation
 (two requests for one email racing for two free slots; the constraints are the last line of defence) is
 retried, with backoff, up to ASSIGN_ATTEMPTS times in all; statements the server rolled back are retried by
 Store.call. Asking again for the same email is harmless, so after a lost connection the call is retried too.
@@ -16,11 +17,10 @@ import time
 
 from psycopg.errors import UniqueViolation
 
-from .errors import InvalidProfile
-from .profile import check_email, check_value, is_storable_email
+from .profile import check_email, is_storable_email
 from .store import Store, StoreBacked
 from .vnc import VncInstance, VncInstances
-from .vnc_manager import Instance, VNCInstanceManager
+from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_slot_id
 
 __all__ = ["ASSIGN_ATTEMPTS", "DbVncManager"]
 
@@ -28,7 +28,6 @@ logger = logging.getLogger("kindle_store")
 
 #: how often assign_instance_to_profile runs its statement in all before it gives up
 ASSIGN_ATTEMPTS = 5
-_INT32 = 2**31
 
 
 def _dict(inst: VncInstance | None) -> Instance | None:
@@ -51,7 +50,7 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
     def assign_instance_to_profile(self, email: str, instance_id: int | None = None) -> Instance | None:
         """The email's instance; else `instance_id` if free (else None); else the lowest free or a new one."""
         check_email(email)
-        if instance_id is not None and (type(instance_id) is not int or not -_INT32 <= instance_id < _INT32):
+        if instance_id is not None and not is_slot_id(instance_id):
             return self.get_instance_for_profile(email)  # no slot has such an id: taken-or-unknown
         delay = 0.005
         for attempt in range(1, ASSIGN_ATTEMPTS + 1):
@@ -67,7 +66,7 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
                 continue
             if inst is not None or instance_id is not None:
                 return _dict(inst)
-            logger.debug("a new VNC slot for %s was being created elsewhere; retrying under the lock", email)
+            logger.debug("the VNC slots for %s were being created or taken elsewhere; retrying under the lock", email)
         raise RuntimeError(f"no VNC slot could be assigned to {email!r} in {ASSIGN_ATTEMPTS} attempts")
 
     def _assign_once(self, email: str, instance_id: int | None, *, locked: bool) -> VncInstance | None:
@@ -90,10 +89,7 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
 
     def set_emulator_id(self, email: str, emulator_id: str | None) -> bool:
         """Set the emulator id of the email's instance; False if it holds no instance."""
-        if emulator_id is not None:
-            if type(emulator_id) is not str:
-                raise InvalidProfile(f"emulator_id must be a string or None, got {type(emulator_id).__name__}")
-            check_value(emulator_id, "emulator_id")
+        check_emulator_id(emulator_id)
         if not is_storable_email(email):
             return False
         return self.store.call(lambda c: self.instances.set_emulator_id(c, email, emulator_id), idempotent=True)

@@ -6,10 +6,11 @@ import os
 from typing import Any
 
 from ._avd_json import JsonProfileManager
-from ._values import check_storable, email_key
+from ._values import email_key
 from .errors import InvalidVncFile
 from .jsonfile import LockedJsonFile
-from .vnc_manager import Instance, VNCInstanceManager, new_instance
+from .profile import check_email, is_storable_email
+from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_slot_id, new_instance
 
 __all__ = ["JsonVncManager"]
 
@@ -41,14 +42,15 @@ class JsonVncManager(VNCInstanceManager):
 
     def assign_instance_to_profile(self, email: str, instance_id: int | None = None) -> Instance | None:
         """The email's instance; else `instance_id` if free (else None); else the lowest free or a new one."""
-        check_storable(email, "email")
+        check_email(email)
         with self.map.update() as doc:
             insts = self._instances(doc)
             mine = self._held_by(insts, email)
             if mine:
                 return mine[0]
             if instance_id is not None:
-                inst = next((i for i in insts if i.get("id") == instance_id), None)
+                wanted = is_slot_id(instance_id)  # True or 1.0 equals slot 1, yet names no slot
+                inst = next((i for i in insts if wanted and i.get("id") == instance_id), None)
                 if inst is None or inst.get("assigned_profile"):
                     return None
             else:
@@ -63,6 +65,8 @@ class JsonVncManager(VNCInstanceManager):
 
     def release_instance_from_profile(self, email: str) -> bool:
         """Clear the email's assignment, emulator id and Appium state; False if it holds no instance."""
+        if not is_storable_email(email):
+            return False
         with self.map.update() as doc:
             mine = self._held_by(self._instances(doc), email)
             for inst in mine:
@@ -71,12 +75,16 @@ class JsonVncManager(VNCInstanceManager):
 
     def get_instance_for_profile(self, email: str) -> Instance | None:
         """The instance assigned to the email; None if there is none."""
+        if not is_storable_email(email):
+            return None
         mine = self._held_by(self._instances(self.map.read()), email)
         return mine[0] if mine else None
 
     def set_emulator_id(self, email: str, emulator_id: str | None) -> bool:
         """Set the emulator id of the email's instance; False if it holds no instance."""
-        check_storable(emulator_id, "emulator_id")
+        check_emulator_id(emulator_id)
+        if not is_storable_email(email):
+            return False
         with self.map.update() as doc:
             mine = self._held_by(self._instances(doc), email)
             for inst in mine:
@@ -95,17 +103,19 @@ class JsonVncManager(VNCInstanceManager):
 
     def mark_running_for_deployment(self, email: str, should_restart: bool = True) -> bool:
         """Set the profile's was_running_at_restart to true (or null); False, nothing created, if unknown."""
+        if not is_storable_email(email):
+            return False
         return self.profiles.set_user_field(email, "was_running_at_restart", True if should_restart else None)
 
     def get_running_at_restart(self) -> list[str]:
         """The stored emails of the profiles whose was_running_at_restart is true."""
-        return [k for k, p in self.profiles.get_all_profiles().items() if p.get("was_running_at_restart")]
+        return [k for k, p in self.profiles.get_all_profiles().items() if p.get("was_running_at_restart") is True]
 
     def clear_running_at_restart_flags(self) -> None:
         """Set was_running_at_restart to null wherever it is set."""
         with self.profiles.file.update() as doc:
             for p in self.profiles._profiles(doc).values():
-                if p.get("was_running_at_restart"):
+                if p.get("was_running_at_restart") is True:
                     p["was_running_at_restart"] = None
 
     def close(self) -> None:

@@ -195,10 +195,11 @@ class VncInstances:
         """The email's slot, else `instance_id` if free, else the lowest free slot, else a new one.
 
         None when `instance_id` is taken or unknown, and also when a new slot was needed but another transaction
-        was creating one: then call again in a transaction with `wait_for_lock` (which must not be autocommit:
-        the lock lasts until the transaction ends).
+        was creating one, or every free slot was being taken by another transaction: then call again in a
+        transaction with `wait_for_lock` (which must not be autocommit: the lock lasts until the transaction
+        ends), which waits for those slots rather than passing them by.
         """
-        params = {"email": email, "instance_id": instance_id, "schema_name": self.schema}
+        params = {"email": email, "instance_id": instance_id, "schema_name": self.schema, "locked": wait_for_lock}
         if wait_for_lock:
             with conn.pipeline():
                 Q["lock_slot_creation"].cursor(conn, self.schema, params)

@@ -7,9 +7,12 @@ from abc import abstractmethod
 from typing import Any
 
 from ._process import ProcessWide, ProcessWideManager
+from ._values import check_storable
+from .errors import InvalidProfile
 from .settings import truthy
 
-__all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "new_instance", "ports_for"]
+__all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "check_emulator_id", "is_slot_id", "new_instance",
+           "ports_for"]
 
 Instance = dict[str, Any]
 """One entry of vnc_instance_map.json's `instances` list."""
@@ -43,6 +46,19 @@ def ports_for(n: int) -> dict[str, int]:
         "appium_chromedriver_port": 9515 + n,
         "appium_mjpeg_server_port": 7810 + n,
     }
+
+
+def is_slot_id(n: Any) -> bool:
+    """Whether a slot can have the id `n`: a 32-bit int (True and 1.0 are no ids, though they equal 1)."""
+    return type(n) is int and -(2**31) <= n < 2**31
+
+
+def check_emulator_id(emulator_id: Any) -> None:
+    """InvalidProfile unless `emulator_id` is None or a string a slot can store."""
+    if emulator_id is not None:
+        if type(emulator_id) is not str:
+            raise InvalidProfile(f"emulator_id must be a string or None, got {type(emulator_id).__name__}")
+        check_storable(emulator_id, "emulator_id")
 
 
 def new_instance(n: int, assigned_profile: str | None = None) -> Instance:

@@ -13,15 +13,18 @@ SELECT * FROM {schema}.vnc_instances
 
 -- name: lock_slot_creation(schema_name) :scalar
 -- Wait for the lock under which new slots are created, held until the transaction ends: assign_instance
--- run after it sees every slot created before and creates its own without racing anyone.
+-- (locked) run after it sees every slot created before, waits for a free slot another transaction is taking,
+-- and creates its own slot without racing anyone.
 SELECT pg_advisory_xact_lock(hashtextextended('kindle_store.vnc_instances:' || :schema_name, 0))
 
--- name: assign_instance(email, instance_id, schema_name) :one
+-- name: assign_instance(email, instance_id, schema_name, locked) :one
 -- The email's slot; else the slot instance_id if it is free (no row if it is taken or unknown); else the
--- lowest free slot not being taken by another transaction (SKIP LOCKED); else a new slot max(id) + 1 with
--- the ports of vnc_ports. Only the holder of the slot-creation lock inserts (it is tried, never waited for
--- here): no row when another transaction holds it or has just taken the id, and the caller tries again after
--- lock_slot_creation. The unique constraints stay the last line of defence.
+-- lowest free slot; else a new slot max(id) + 1 with the ports of vnc_ports. A free slot another transaction
+-- is taking is passed by (SKIP LOCKED), and no slot is created while one is free: that transaction may yet roll
+-- back. With :locked (lock_slot_creation ran earlier in the same transaction), such a slot is waited for
+-- instead, and a slot is created only if none is left. The slot-creation lock is tried here, never waited for: no row when another
+-- transaction holds it or has just taken the id, or when every free slot is being taken, and the caller tries
+-- again after lock_slot_creation. The unique constraints stay the last line of defence.
 WITH mine AS (
     SELECT id FROM {schema}.vnc_instances
      WHERE assigned_profile IS NOT NULL AND lower(assigned_profile) = lower(:email)
@@ -31,12 +34,24 @@ wanted AS (
      WHERE id = :instance_id AND assigned_profile IS NULL AND NOT EXISTS (SELECT FROM mine)
        FOR UPDATE
 ),
-free AS (
+passing AS (
     SELECT id FROM {schema}.vnc_instances
      WHERE assigned_profile IS NULL AND CAST(:instance_id AS integer) IS NULL AND NOT EXISTS (SELECT FROM mine)
+       AND NOT CAST(:locked AS boolean)
      ORDER BY id
      LIMIT 1
        FOR UPDATE SKIP LOCKED
+),
+waiting AS (
+    SELECT id FROM {schema}.vnc_instances
+     WHERE assigned_profile IS NULL AND CAST(:instance_id AS integer) IS NULL AND NOT EXISTS (SELECT FROM mine)
+       AND CAST(:locked AS boolean)
+     ORDER BY id
+     LIMIT 1
+       FOR UPDATE
+),
+free AS (
+    SELECT id FROM passing UNION ALL SELECT id FROM waiting
 ),
 taken AS (
     UPDATE {schema}.vnc_instances AS v
@@ -58,6 +73,8 @@ created AS (
      WHERE CAST(:instance_id AS integer) IS NULL
        AND NOT EXISTS (SELECT FROM mine)
        AND NOT EXISTS (SELECT FROM free)
+       AND (CAST(:locked AS boolean)
+            OR NOT EXISTS (SELECT FROM {schema}.vnc_instances WHERE assigned_profile IS NULL))
        AND pg_try_advisory_xact_lock(hashtextextended('kindle_store.vnc_instances:' || :schema_name, 0))
     ON CONFLICT (id) DO NOTHING
     RETURNING v.*

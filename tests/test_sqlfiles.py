@@ -55,7 +55,7 @@ SAMPLE: dict[str, Any] = {
     "instance_id": None, "emulator_id": "emulator-5554", "first": 1, "last": 3, "running": True, "ids": [1],
     "rows": Json([{"id": 1, "absent": [], "extra": {}}]), "top": Json({"version": 1}),
     "emails": ["sample@x"], "n": 1, "columns": Json({"timezone": "UTC", "extra": {}}),
-    "now": None,
+    "now": None, "locked": False,
 }
 IDENTS: dict[str, dict[str, str]] = {
     "set_user_column": {"column": "avd_name"},

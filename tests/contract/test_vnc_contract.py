@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kindle_store._vnc_json import JsonVncManager
 from kindle_store.avd import AVDProfileManager
+from kindle_store.errors import InvalidProfile
 from kindle_store.vnc_manager import VNCInstanceManager, new_instance, ports_for
 
 Vnc = VNCInstanceManager
@@ -35,6 +37,20 @@ def run_appium(vnc: Vnc, instance_id: int, pid: int = 4242) -> None:
         (slot,) = [i for i in vnc.instances.all(conn) if i.id == instance_id]
         slot.appium_pid, slot.appium_running = pid, True
         vnc.instances.upsert(conn, [slot])
+
+
+def put_instances(vnc: Vnc, *instances: dict[str, Any]) -> None:
+    """Store these instance dicts as they are, as an import or another version of the app may have written them."""
+    if isinstance(vnc, JsonVncManager):
+        with vnc.map.update() as doc:
+            doc["instances"].extend(instances)
+        return
+    from kindle_store._vnc_db import DbVncManager
+    from kindle_store.vnc import VncInstance
+
+    assert isinstance(vnc, DbVncManager), f"no branch for {vnc!r}"
+    with vnc.store.connection() as conn:
+        vnc.instances.upsert(conn, [VncInstance.from_dict(d) for d in instances])
 
 
 # -- the port formula --------------------------------------------------------------------------------
@@ -176,6 +192,21 @@ def test_assign_when_all_taken_creates_highest_plus_one(vnc: Vnc) -> None:
     assert 3 == vnc.assign_instance_to_profile("c@x.com")["id"]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("instance_id", [True, 1.0, "1", 2**31, -(2**31) - 1], ids=repr)
+def test_assign_an_id_no_instance_can_have_is_none(vnc: Vnc, instance_id: Any) -> None:
+    put_instances(vnc, new_instance(1))
+    assert vnc.assign_instance_to_profile("b@x.com", instance_id) is None
+
+
+BAD_EMAILS = {"empty": "", "nul": "a\x00b@x.com", "int": 5, "none": None, "too-long": "x" * 1025 + "@x.com"}
+
+
+@pytest.mark.parametrize("email", BAD_EMAILS.values(), ids=BAD_EMAILS.keys())
+def test_assign_refuses_a_bad_email(vnc: Vnc, email: Any) -> None:
+    with pytest.raises(InvalidProfile, match="email"):
+        vnc.assign_instance_to_profile(email)
+
+
 # -- release_instance_from_profile -------------------------------------------------------------------
 
 
@@ -276,6 +307,22 @@ def test_set_emulator_id_unknown_email_returns_false(vnc: Vnc) -> None:
 def test_set_emulator_id_unknown_email_creates_nothing(vnc: Vnc) -> None:
     vnc.set_emulator_id("a@x.com", "emulator-5554")
     assert [] == vnc.get_all_instances()
+
+
+@pytest.mark.parametrize("email", BAD_EMAILS.values(), ids=BAD_EMAILS.keys())
+def test_lookups_of_a_bad_email_find_nothing(vnc: Vnc, email: Any) -> None:
+    put_instances(vnc, new_instance(1, ""))  # "": how some writers said "free"
+    assert (None, False, False, False) == (vnc.get_instance_for_profile(email),
+                                           vnc.release_instance_from_profile(email),
+                                           vnc.set_emulator_id(email, "emulator-5554"),
+                                           vnc.mark_running_for_deployment(email))
+
+
+@pytest.mark.parametrize("emulator_id", [5554, 5554.0, ["emulator-5554"]], ids=["int", "float", "list"])
+def test_set_emulator_id_refuses_a_non_string(vnc: Vnc, emulator_id: Any) -> None:
+    vnc.assign_instance_to_profile("a@x.com")
+    with pytest.raises(InvalidProfile, match="emulator_id must be a string or None"):
+        vnc.set_emulator_id("a@x.com", emulator_id)
 
 
 def test_get_all_instances_empty(vnc: Vnc) -> None:
@@ -384,6 +431,17 @@ def test_clear_running_at_restart_flags_sets_null(vnc: Vnc, avd: Avd, alice: str
     vnc.mark_running_for_deployment(alice)
     vnc.clear_running_at_restart_flags()
     assert avd.get_user_field(alice, "was_running_at_restart", default="absent") is None
+
+
+def test_get_running_at_restart_leaves_out_a_flag_that_is_not_true(vnc: Vnc, avd: Avd, alice: str) -> None:
+    avd.set_user_field(alice, "was_running_at_restart", 1)
+    assert [] == vnc.get_running_at_restart()
+
+
+def test_clear_running_at_restart_flags_leaves_a_flag_that_is_not_true(vnc: Vnc, avd: Avd, alice: str) -> None:
+    avd.set_user_field(alice, "was_running_at_restart", "yes")
+    vnc.clear_running_at_restart_flags()
+    assert "yes" == avd.get_user_field(alice, "was_running_at_restart")
 
 
 def test_clear_running_at_restart_flags_adds_no_key_to_unmarked(vnc: Vnc, avd: Avd, alice: str) -> None:

@@ -1,5 +1,7 @@
 # kindle_store tasks. Settings come from .env (pick another with: just --dotenv-path .env.staging <recipe>).
 set dotenv-load := true
+# arguments reach the commands as "$@", each one word however many spaces or quotes it holds
+set positional-arguments := true
 
 python := env_var_or_default("PYTHON", "python")
 # just has loaded the dotenv file already: the CLI must not fill in what that file leaves out from .env
@@ -15,7 +17,7 @@ install:
 
 # the whole test suite against real PostgreSQL (KINDLE_STORE_TEST_DSN, else Docker, else embedded)
 test *ARGS:
-    {{python}} -m pytest {{ARGS}}
+    {{python}} -m pytest "$@"
 
 # ruff and mypy --strict
 lint:
@@ -32,38 +34,38 @@ rollback:
 
 # import users.json (default $KINDLE_USERS_JSON, then user_data/users.json)
 import-json PATH="" *FLAGS:
-    @{{ks}} import-json {{PATH}} {{FLAGS}}
+    @{{ks}} import-json "$@"
 
 # write users.json from the database (stdout, or -o PATH)
 export-json *ARGS:
-    @{{ks}} export-json {{ARGS}}
+    @{{ks}} export-json "$@"
 
 # compare users.json with the database
 verify PATH="":
-    @{{ks}} verify {{PATH}}
+    @{{ks}} verify "$@"
 
 # import / export vnc_instance_map.json
 import-vnc PATH="" *FLAGS:
-    @{{ks}} import-vnc {{PATH}} {{FLAGS}}
+    @{{ks}} import-vnc "$@"
 
 export-vnc *ARGS:
-    @{{ks}} export-vnc {{ARGS}}
+    @{{ks}} export-vnc "$@"
 
 # monitoring and health
 stats *ARGS:
-    @{{ks}} stats {{ARGS}}
+    @{{ks}} stats "$@"
 
 doctor:
     @{{ks}} doctor
 
 # pg_dump of the schema to backups/kindle_<schema>_<UTC time>.dump
 db-backup *ARGS:
-    @{{ks}} backup {{ARGS}}
+    @{{ks}} backup "$@"
 
 # restore a dump (add --clean to replace a schema that holds data)
 db-restore FILE *ARGS:
-    @{{ks}} restore {{FILE}} {{ARGS}}
+    @{{ks}} restore "$@"
 
 # the benchmarks, side by side with the alternatives (--quick for a short run)
 bench *ARGS:
-    @{{python}} -m bench {{ARGS}}
+    @{{python}} -m bench "$@"

@@ -126,6 +126,8 @@ def backup(settings: Settings, output: Path | None, *, out: TextIO) -> int:
     """pg_dump --format=custom of the schema to `output` (default: default_backup_path); prints the path."""
     with connect(settings) as conn:
         tool = find_tool("pg_dump", _server_major(conn))
+    if output is not None and output.is_dir():  # found before the dump, not by the rename after it
+        raise BackupFailed(f"{output}: is a directory (give the dump file's path)")
     path = output or default_backup_path(settings.schema)
     if output is None:
         stem, n = path.stem, 1

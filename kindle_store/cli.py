@@ -7,6 +7,7 @@ With no DATABASE_URL (in the environment or `.env`), every command uses the embe
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any, TextIO
 import psycopg
 
 from .embedded import DEFAULT_PGDATA
-from .errors import KindleStoreError
+from .errors import ConfigurationError, KindleStoreError
 from .migrate import migrate, rollback
 from .settings import Settings, error_line
 from .store import Store
@@ -27,10 +28,30 @@ DEFAULT_USERS = "user_data/users.json"
 DEFAULT_VNC = "user_data/vnc_instance_map.json"
 
 
-def _load_dotenv(path: str) -> None:
-    from dotenv import load_dotenv
+def _load_dotenv(path: str | None) -> None:
+    """Set what the env file (`path`, else `.env` if there is one) sets and the environment does not.
 
-    load_dotenv(path, override=False)
+    A file that cannot be read, or a line that is not KEY=value, is a ConfigurationError naming the file and
+    line (not the line itself: it may hold a password); skipping it could leave DATABASE_URL unset, and the
+    commands would quietly run against the embedded server.
+    """
+    from dotenv import load_dotenv
+    from dotenv.parser import parse_stream
+
+    name = path or ".env"
+    try:
+        with open(name, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if path is None:
+            return
+        raise
+    except UnicodeDecodeError as e:
+        raise ConfigurationError(f"{name}: not UTF-8 text (byte {e.start})") from None
+    bad = next((b.original.line for b in parse_stream(io.StringIO(text)) if b.error), None)
+    if bad is not None:
+        raise ConfigurationError(f"{name}:{bad}: not a KEY=value line")
+    load_dotenv(stream=io.StringIO(text), override=False)
 
 
 def settings_from_env(err: TextIO, *, migrated: bool = True) -> tuple[Settings, Any]:
@@ -40,7 +61,7 @@ def settings_from_env(err: TextIO, *, migrated: bool = True) -> tuple[Settings, 
         return Settings.from_env(), None
     from .embedded import start_embedded
 
-    pgdata = Path(os.environ.get("KINDLE_EMBEDDED_PGDATA", DEFAULT_PGDATA))
+    pgdata = Path(os.environ.get("KINDLE_EMBEDDED_PGDATA") or DEFAULT_PGDATA)
     print(f"kindle-store: DATABASE_URL not set; using embedded PostgreSQL in {pgdata}", file=err)
     server, url = start_embedded(pgdata)
     settings = Settings.from_env(database_url=url)
@@ -49,9 +70,30 @@ def settings_from_env(err: TextIO, *, migrated: bool = True) -> tuple[Settings, 
     return settings, server
 
 
-def open_store(err: TextIO) -> Store:
+def check_reachable(settings: Settings) -> None:
+    """ConnectFailed, one line naming the reason and the (masked) URL, unless the database takes a login.
+
+    The pool and yoyo would report it less clearly: the pool retries for KINDLE_POOL_TIMEOUT seconds, logging
+    each attempt, and then says only that it could not open.
+    """
+    from .monitoring import connect
+
+    connect(settings).close()
+
+
+def open_store(err: TextIO, *, current: bool = False) -> Store:
+    """A store on the configured database, checked reachable; with `current`, SchemaBehind unless migrated."""
     settings, server = settings_from_env(err)
-    return Store(settings, embedded=server).open()
+    if server is None:
+        check_reachable(settings)
+    store = Store(settings, embedded=server).open()
+    if current:
+        try:
+            store.require_current_schema()
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def _path(value: str | None, env: str, default: str) -> Path:
@@ -62,7 +104,9 @@ def _path(value: str | None, env: str, default: str) -> Path:
 
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    settings, _server = settings_from_env(err, migrated=False)  # what this command does is the report
+    settings, server = settings_from_env(err, migrated=False)  # what this command does is the report
+    if server is None:
+        check_reachable(settings)
     if args.rollback:
         done = rollback(settings, all=args.all)
         print(f"rolled back {len(done)} migration(s): {', '.join(done) or '-'}", file=out)
@@ -105,7 +149,7 @@ def cmd_import_vnc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_export_vnc(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .vnc_file import export_file
 
-    with open_store(err) as store:
+    with open_store(err, current=True) as store:
         return export_file(store, Path(args.output) if args.output else None, out=out)
 
 
@@ -146,7 +190,7 @@ def cmd_grant(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kindle-store", description=__doc__.splitlines()[0])
-    parser.add_argument("--env-file", default=".env", help="read settings from this file too (default .env)")
+    parser.add_argument("--env-file", help="read settings from this file too (default .env, if there is one)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
@@ -188,10 +232,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
-    _load_dotenv(args.env_file)
     try:
+        _load_dotenv(args.env_file)
         code: int = args.func(args, out, err)
         return code
+    except BrokenPipeError:  # the reader left (`| head`): nothing is wrong, and no one is left to tell
+        if out is sys.stdout:  # nor to flush to at exit, which would raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command the closed pipe stopped
     except KindleStoreError as e:
         print(f"kindle-store: error: {e}", file=err)
     except psycopg.Error as e:

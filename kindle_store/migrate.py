@@ -6,10 +6,11 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from ._paths import MIGRATIONS_DIR
 from .errors import SchemaBehind
@@ -24,6 +25,7 @@ YOYO_TABLES = re.compile(r"_yoyo_.*|yoyo_lock")
 
 _LOCK_SQL = "SELECT pg_advisory_lock(hashtext('kindle_store.migrate:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('kindle_store.migrate:' || %s))"
+_SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s)"
 
 
 def migration_ids() -> list[str]:
@@ -32,11 +34,14 @@ def migration_ids() -> list[str]:
 
 
 def yoyo_url(settings: Settings, conn: psycopg.Connection[Any]) -> str:
-    """The URL yoyo needs: psycopg 3 driver, pointed at the project schema (quoted: yoyo pastes it as is)."""
-    parts = urlsplit(settings.database_url)
-    schema = sql.Identifier(settings.schema).as_string(conn)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"] + [("schema", schema)]
-    return urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))
+    """The URL yoyo needs: psycopg 3 driver, pointed at the project schema (quoted: yoyo pastes it as is).
+
+    Every connection parameter goes in the query, as libpq reads the URL: yoyo reads host and port with
+    urlsplit, which fails on a list of hosts (h1:5432,h2:5432), and the query with parse_qsl, which takes a
+    `+` (a `+` to libpq) for a space.
+    """
+    params = {**conninfo_to_dict(settings.database_url), "schema": sql.Identifier(settings.schema).as_string(conn)}
+    return urlunsplit(("postgresql+psycopg", "", "/", urlencode(params, quote_via=quote), ""))
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,8 @@ def require_current(conn: psycopg.Connection[Any], schema: str) -> None:
     """Raise SchemaBehind unless every migration of this package is applied."""
     st = state(conn, schema)
     if st.pending:
-        raise SchemaBehind(f"schema {schema!r} is behind ({st}): run yoyo apply (or kindle-store migrate)")
+        raise SchemaBehind(f"schema {schema!r} is behind ({len(st.applied)} applied, {len(st.pending)} pending): "
+                           "run yoyo apply (or kindle-store migrate)")
 
 
 def _run_yoyo(settings: Settings, action: str) -> list[str]:
@@ -84,6 +90,9 @@ def _run_yoyo(settings: Settings, action: str) -> list[str]:
         # A session-level advisory lock: a second applier waits here; a killed one's lock dies with its session.
         lock_conn.execute(_LOCK_SQL, [settings.schema])
         try:
+            if action != "apply" and lock_conn.execute(_SCHEMA_EXISTS_SQL, [settings.schema]).fetchone() != (True,):
+                logger.info("%s: schema %s does not exist, nothing to do", action, settings.schema)
+                return []  # creating it (and yoyo's tables) to roll back nothing would leave a stray schema
             lock_conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.schema)))
             backend = get_backend(yoyo_url(settings, lock_conn))
             try:

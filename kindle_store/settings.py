@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigurationError
 
@@ -20,6 +24,8 @@ DEFAULT_SCHEMA = "kindle_automator"
 NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
+#: the largest statement_timeout the server takes (milliseconds, a 32-bit integer)
+_MAX_TIMEOUT_MS = 2**31 - 1
 
 
 #: schemas that are not ours to fill: the server's own, and public (where yoyo lands when no schema is named)
@@ -72,14 +78,16 @@ def split_password(url: str) -> tuple[str, str | None]:
 
 
 def _secrets(url: str) -> list[str]:
-    """Every spelling of the URL's password: as written in the URL and decoded."""
-    parts = urlsplit(url)
+    """Every spelling of the URL's password: as written in the URL and decoded. The URL is cut up as urlsplit
+    does, without its checks: an URL it refuses (a stray `[`) must be scrubbed all the same."""
+    netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    query = url.partition("?")[2].partition("#")[0]
     found: set[str] = set()
-    userinfo, at, _ = parts.netloc.rpartition("@")
+    userinfo, at, _ = netloc.rpartition("@")
     if at and ":" in userinfo:
         raw = userinfo.partition(":")[2]
         found |= {raw, unquote(raw)}
-    for piece in parts.query.split("&"):
+    for piece in query.split("&"):
         key, _, raw = piece.partition("=")
         if unquote(key) == "password":
             found |= {raw, unquote(raw)}
@@ -106,23 +114,35 @@ def mask_url(url: str) -> str:
         return "<not a URL>"
     try:
         parts = urlsplit(url)
-        userinfo, at, hostport = parts.netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if at and colon else parts.netloc
-        masked = urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return "<not a URL>"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    # rebuilt only to put *** in: urlunsplit drops the // of an empty host (postgresql:///db, a unix socket)
+    masked = urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}")) if at and colon else url
     return scrub(masked, url)
 
 
 def libpq_url(url: str) -> str:
     """Turn `postgresql+psycopg://` (the spelling yoyo needs) into a URL libpq accepts."""
+    url = url.strip()  # a stray newline or space (from a .env file) would end up in the database name
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigurationError("DATABASE_URL must be a URL starting with postgresql:// "
                                  "(a key=value connection string is not accepted)")
     if scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise ConfigurationError(f"DATABASE_URL must start with postgresql://, got {mask_url(url)!r}")
+    try:
+        urlsplit(url)
+    except ValueError:  # its message may quote the text between [ and ]: a password, perhaps
+        raise ConfigurationError(
+            "DATABASE_URL is not a valid URL: put an IPv6 host in [brackets] and write a [, ], @, / or : "
+            "in the user name or password as %XX"
+        ) from None
+    try:  # parsed here, once: a pool retrying it would log libpq's complaint, which quotes the password
+        conninfo_to_dict(f"postgresql://{rest}")
+    except psycopg.ProgrammingError as e:
+        raise ConfigurationError(f"DATABASE_URL is not a URL libpq accepts: {error_line(e, url)}") from None
     return f"postgresql://{rest}"
 
 
@@ -165,8 +185,16 @@ class Settings:
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
         object.__setattr__(self, "database_url", libpq_url(self.database_url))
-        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
-            raise ConfigurationError(f"pool sizes must satisfy 0 <= min ({self.min_size}) <= max ({self.max_size})")
+        if self.min_size < 0:
+            raise ConfigurationError(f"KINDLE_POOL_MIN={self.min_size!r} is negative")
+        if self.max_size < max(1, self.min_size):
+            raise ConfigurationError(f"KINDLE_POOL_MAX={self.max_size!r} is out of range: at least 1 and at least "
+                                     f"KINDLE_POOL_MIN ({self.min_size})")
+        if not 0 < self.timeout < math.inf:  # nan too
+            raise ConfigurationError(f"KINDLE_POOL_TIMEOUT={self.timeout!r} is not a positive number of seconds")
+        if not 0 <= self.statement_timeout_ms <= _MAX_TIMEOUT_MS:
+            raise ConfigurationError(f"KINDLE_STATEMENT_TIMEOUT_MS={self.statement_timeout_ms!r} is out of range: "
+                                     f"0 (no timeout) to {_MAX_TIMEOUT_MS}")
 
     def __repr__(self) -> str:
         return f"Settings(database_url={mask_url(self.database_url)!r}, schema={self.schema!r})"

@@ -9,11 +9,14 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from _helpers import KindleCli
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from yoyo.connections import parse_uri
 
 from kindle_store.errors import SchemaBehind
 from kindle_store.migrate import migrate, migration_ids, require_current, rollback, state, yoyo_url
@@ -100,6 +103,41 @@ def test_migrate_then_rollback_one_by_one(database_url: str) -> None:
         assert (migration_ids()[:-1], migration_ids()[-1:]) == (st.applied, st.pending)
         with pytest.raises(SchemaBehind, match="run yoyo apply"):
             require_current(conn, "stepwise")
+
+
+def test_rollback_of_a_schema_that_does_not_exist_creates_nothing(kindle_cli: KindleCli, database_url: str) -> None:
+    # yoyo was pointed at it as for apply: the schema and yoyo's four tables were created to roll back nothing
+    code, out, _ = kindle_cli("migrate", "--rollback", env={"KINDLE_SCHEMA": "never_created"})
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'never_created'").fetchone()
+    assert (0, "rolled back 0 migration(s): -\n", (0,)) == (code, out, found)
+
+
+def host_list(url: str) -> str:
+    """`url` with its server named twice, as libpq's list of hosts to try (h:5432,h:5432)."""
+    parts = urlsplit(url)
+    if not parts.hostname:  # a unix socket: the list goes in the query
+        host = parse_qs(parts.query)["host"][0]
+        return url.replace(f"host={host}", f"host={host},{host}")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    server = hostport if parts.port else f"{hostport}:5432"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{server},{server}"))
+
+
+def test_migrate_takes_a_list_of_hosts(kindle_cli: KindleCli, database_url: str) -> None:
+    # yoyo read the host and port with urlsplit: "Port could not be cast to integer value as '5432,h:5432'"
+    fresh_settings(database_url, "host_list")
+    code, out, err = kindle_cli("migrate", env={"DATABASE_URL": host_list(database_url), "KINDLE_SCHEMA": "host_list"})
+    assert (0, f"applied {len(migration_ids())} migration(s): {', '.join(migration_ids())}\n") == (code, out), err
+
+
+@pytest.mark.parametrize("query", ["password=a+b", "options=-c%20search_path%3Dx+y"])
+def test_yoyo_reads_the_parameters_libpq_reads(database_url: str, query: str) -> None:
+    # yoyo reads the query with parse_qsl, which takes a + for a space: a password a+b became "a b"
+    url = f"{database_url}{'&' if '?' in database_url else '?'}{query}"
+    with psycopg.connect(database_url) as conn:
+        parsed = parse_uri(yoyo_url(Settings(database_url=url), conn))
+    assert conninfo_to_dict(url) == {k: v for k, v in parsed.args.items() if k != "schema"}
 
 
 def test_two_appliers_at_once_apply_once(database_url: str) -> None:

@@ -24,6 +24,7 @@ import pytest
 from _helpers import KindleCli
 from psycopg import sql
 
+from kindle_store import cli
 from kindle_store.backup import BackupFailed, find_tool
 from kindle_store.migrate import migration_ids
 from kindle_store.monitoring import EXPECTED
@@ -83,6 +84,15 @@ def test_just_with_another_dotenv_file_reads_that_file_only(database_url: str, t
                           capture_output=True, text=True, env=env, timeout=60)
     connect_line = done.stdout.splitlines()[0]
     assert connect_line.startswith("ok") and connect_line.endswith("(schema kindle_automator)"), done.stdout
+
+
+def test_just_passes_a_path_with_a_space_as_one_argument(app_env: dict[str, str], tmp_path: Path) -> None:
+    # the recipes pasted {{ARGS}} into the shell line: `-o my users.json` reached the CLI as three words
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINDLE_", "DATABASE_URL"))}
+    done = subprocess.run(["just", "--justfile", str(ROOT / "justfile"), "--working-directory", str(tmp_path),
+                           "export-json", "-o", "my users.json"],
+                          capture_output=True, text=True, env={**env, **app_env}, timeout=60)
+    assert (0, True) == (done.returncode, (tmp_path / "my users.json").is_file()), done.stderr
 
 
 def stats_json(kindle_cli: KindleCli) -> dict[str, Any]:
@@ -344,6 +354,123 @@ def test_no_command_prints_the_password(kindle_cli: KindleCli, database_url: str
     printed = "\n".join(out + err for _, out, err in runs)
     codes = [0, 0, 0, 0, 1, 0, 1, 1, 1, 1]  # the restore without --clean, the missing file, doctor's failures
     assert ([], codes) == ([p for p in (PASSWORD, PASSWORD_RAW) if p in printed], [r[0] for r in runs])
+
+
+def test_backup_into_a_directory_names_the_directory(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    (tmp_path / "dumps").mkdir()
+    code, _, err = kindle_cli("backup", "-o", "dumps")
+    assert (1, "kindle-store: error: dumps: is a directory (give the dump file's path)\n", []) == (
+        code, err, list((tmp_path / "dumps").iterdir()))
+
+
+# -- what the commands read: the URL, the env file, the KINDLE_* settings, the embedded server --------------------
+
+
+@pytest.mark.parametrize("argv", [["stats"], ["export-json"], ["export-vnc"], ["migrate"]], ids=" ".join)
+def test_a_missing_database_is_one_line_naming_it(kindle_cli: KindleCli, database_url: str,
+                                                  argv: list[str]) -> None:
+    # the pool retried for KINDLE_POOL_TIMEOUT, logging each try, then said "pool initialization incomplete"
+    url = with_parts(database_url, password=PASSWORD_RAW, db="ops_no_such_db")
+    code, out, err = kindle_cli(*argv, env={"DATABASE_URL": url, "KINDLE_POOL_TIMEOUT": "0.5"})
+    assert (1, "", 1, True) == (code, out, err.count("\n"),
+                                err.startswith("kindle-store: error: database missing: ") and ":***@" in err)
+
+
+def socket_style(url: str) -> str:
+    """`url` as postgresql:///db?host=...: no authority at all, everything in the query."""
+    parts = urlsplit(url)
+    query = [parts.query] if parts.query else []
+    if parts.hostname:
+        query += [f"host={parts.hostname}", f"port={parts.port or 5432}"]
+    if parts.username:
+        query.append(f"user={parts.username}")
+    if parts.password:
+        query.append(f"password={parts.password}")
+    return f"postgresql:///{parts.path.lstrip('/')}?{'&'.join(query)}"
+
+
+@pytest.mark.parametrize("spell", [
+    lambda url: url.replace("postgresql://", "postgresql+psycopg://"),
+    lambda url: f" {url}\n",
+    socket_style,
+], ids=["psycopg-scheme", "surrounding-space", "empty-authority"])
+def test_doctor_works_and_shows_the_url_given(kindle_cli: KindleCli, database_url: str, spell: Any) -> None:
+    url = spell(database_url)
+    code, out, _ = kindle_cli("doctor", env={"DATABASE_URL": url})
+    shown = out.splitlines()[0].split(None, 2)[2].rpartition(" (schema ")[0]  # ok  connect  URL (schema x)
+    expected = url.strip().replace("+psycopg", "")
+    if password := urlsplit(database_url).password:
+        expected = expected.replace(f":{password}@", ":***@").replace(f"password={password}", "password=***")
+    assert (0, expected) == (code, shown)
+
+
+def test_a_missing_env_file_given_is_an_error(kindle_cli: KindleCli) -> None:
+    # it was skipped without a word: with DATABASE_URL in it, the command ran against the embedded server
+    assert (1, "", "kindle-store: error: nope.env: No such file or directory\n") == kindle_cli(
+        "--env-file", "nope.env", "doctor")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (f"KINDLE_SCHEMA=x\nDATABASE_URL: postgresql://u:{PASSWORD_RAW}@h/d\n".encode(), "bad.env:2: not a KEY=value line"),
+    (b"KINDLE_SCHEMA=caf\xe9\n", "bad.env: not UTF-8 text (byte 17)"),
+], ids=["not-key-value", "not-utf8"])
+def test_an_env_file_that_cannot_be_read_is_an_error_naming_the_place(kindle_cli: KindleCli, tmp_path: Path,
+                                                                     content: bytes, message: str) -> None:
+    (tmp_path / "bad.env").write_bytes(content)
+    assert (1, "", f"kindle-store: error: {message}\n") == kindle_cli("--env-file", "bad.env", "doctor")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("KINDLE_POOL_TIMEOUT", "inf"), ("KINDLE_POOL_TIMEOUT", "nan"), ("KINDLE_POOL_TIMEOUT", "-1"),
+    ("KINDLE_STATEMENT_TIMEOUT_MS", "-5"), ("KINDLE_STATEMENT_TIMEOUT_MS", str(2**31)), ("KINDLE_POOL_MIN", "-1"),
+    ("KINDLE_POOL_MAX", "0"),
+])
+def test_an_out_of_range_setting_is_refused_naming_it(kindle_cli: KindleCli, name: str, value: str) -> None:
+    code, out, err = kindle_cli("stats", env={"KINDLE_POOL_TIMEOUT": "1", name: value})
+    assert (1, "", 1, True) == (code, out, err.count("\n"), err.startswith(f"kindle-store: error: {name}="))
+
+
+def test_export_vnc_from_a_schema_never_migrated_says_so(kindle_cli: KindleCli) -> None:
+    code, out, err = kindle_cli("export-vnc", env={"KINDLE_SCHEMA": "ops_never_migrated"})
+    assert (1, "", True) == (code, out, "schema 'ops_never_migrated' is behind (0 applied" in err)
+
+
+def test_the_embedded_server_leaves_a_directory_not_its_own_alone(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    # the wheel took it over (chown to its own user, as root) and ran initdb in it, which failed with a traceback
+    (tmp_path / "notes.txt").write_text("mine")
+    owner = tmp_path.stat().st_uid
+    code, _, err = kindle_cli("stats", env={"DATABASE_URL": None, "KINDLE_EMBEDDED_PGDATA": str(tmp_path)})
+    assert (1, ["notes.txt"], owner, True) == (code, [p.name for p in tmp_path.iterdir()], tmp_path.stat().st_uid,
+                                               f"error: {tmp_path} is not a PostgreSQL data directory" in err)
+
+
+def test_an_empty_embedded_pgdata_means_the_default(kindle_cli: KindleCli, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")  # the working directory: "" was taken to mean it
+    env = {"DATABASE_URL": None, "KINDLE_EMBEDDED_PGDATA": "", "KINDLE_SCHEMA": "kindle_cli_embedded"}
+    try:
+        code, _, err = kindle_cli("migrate", "--rollback", env=env)
+    finally:
+        from kindle_store.embedded import start_embedded
+
+        if (tmp_path / ".kindle_store").exists():
+            start_embedded(tmp_path / ".kindle_store/pgdata", cleanup_mode="delete")[0].cleanup()
+    assert (0, "kindle-store: DATABASE_URL not set; using embedded PostgreSQL in .kindle_store/pgdata\n") == (code, err)
+
+
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone (`kindle-store stats | head -1`)."""
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_stdout_ends_the_command_quietly(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for k, v in app_env.items():
+        monkeypatch.setenv(k, v)
+    err = io.StringIO()
+    assert (141, "") == (cli.main(["stats"], out=ClosedPipe(), err=err), err.getvalue())
 
 
 # -- grant: the least-privilege application role -----------------------------------------------------------------

@@ -135,3 +135,23 @@ def test_password_appears_nowhere(settings: Settings, secret_urls: tuple[str, st
     leaks = [t for t in texts if any(s in t for s in SPELLINGS)]
     assert [] == leaks
     assert len(caplog.records) > 5 and sum("***" in t for t in texts) >= 5  # the sweep saw URLs, masked
+
+
+@pytest.mark.parametrize("url", [f"postgresql://postgres:{quote(PASSWORD, safe='')}@[::1/kindle",
+                                 f"postgresql://postgres:[{SECRET}]@localhost/kindle"],
+                         ids=["unclosed-ipv6-bracket", "bracket-in-password"])
+@pytest.mark.parametrize("argv", [["doctor"], ["migrate"], ["stats"], ["backup", "-o", "x.dump"]], ids=" ".join)
+def test_a_url_urlsplit_refuses_is_one_line_without_the_password(kindle_cli: KindleCli, url: str,
+                                                                  argv: list[str]) -> None:
+    # scrubbing the error parsed the URL again: a ValueError, its traceback quoting the URL
+    code, out, err = kindle_cli(*argv, env={"DATABASE_URL": url})
+    assert (1, "", 1, []) == (code, out, err.count("\n"), [s for s in SPELLINGS if s in out + err])
+
+
+@pytest.mark.parametrize("url", [f"postgresql://u:{SECRET}%zz@127.0.0.1:1/kindle",
+                                 f"postgresql://u:{SECRET} x@127.0.0.1:1/kindle"], ids=["bad-escape", "space"])
+def test_a_url_libpq_cannot_parse_is_refused_before_a_pool_logs_it(url: str) -> None:
+    # the pool logged libpq's complaint at every try, password quoted: "invalid percent-encoded token: "S3cr3t-…%zz""
+    with pytest.raises(ConfigurationError, match="DATABASE_URL is not a URL libpq accepts") as info:
+        Settings(database_url=url)
+    assert [] == [s for s in SPELLINGS if s in str(info.value)]

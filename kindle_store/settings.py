@@ -123,9 +123,20 @@ def mask_url(url: str) -> str:
     return scrub(masked, url)
 
 
+def yoyo_schema(url: str) -> tuple[str, str | None]:
+    """`url` without the `schema` query parameter the bare yoyo CLI reads (libpq knows none), and its value
+    (unquoted: yoyo takes `kindle_automator` and `"kindle_automator"` alike); None if there is none."""
+    base, sep, query = url.partition("?")
+    pieces = query.split("&") if sep else []
+    kept = [piece for piece in pieces if unquote(piece.partition("=")[0]) != "schema"]
+    named = [unquote(piece.partition("=")[2]).strip('"') for piece in pieces if piece not in kept]
+    return base + ("?" + "&".join(kept) if kept else ""), named[-1] if named else None
+
+
 def libpq_url(url: str) -> str:
-    """Turn `postgresql+psycopg://` (the spelling yoyo needs) into a URL libpq accepts."""
-    url = url.strip()  # a stray newline or space (from a .env file) would end up in the database name
+    """Turn `postgresql+psycopg://…?schema=…` (the spelling yoyo needs) into a URL libpq accepts."""
+    # a stray newline or space (from a .env file) would end up in the database name
+    url = yoyo_schema(url.strip())[0]
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigurationError("DATABASE_URL must be a URL starting with postgresql:// "
@@ -184,7 +195,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
+        named = yoyo_schema(self.database_url.strip())[1]
         object.__setattr__(self, "database_url", libpq_url(self.database_url))
+        if named is not None and named != self.schema:
+            raise ConfigurationError(f"DATABASE_URL names schema {named!r} (?schema=, for yoyo) and KINDLE_SCHEMA "
+                                     f"is {self.schema!r}: make them agree")
         if self.min_size < 0:
             raise ConfigurationError(f"KINDLE_POOL_MIN={self.min_size!r} is negative")
         if self.max_size < max(1, self.min_size):
@@ -215,7 +230,7 @@ class Settings:
         prepare = env.get("KINDLE_PREPARE_THRESHOLD", "5").strip().lower()
         values: dict[str, object] = {
             "database_url": url,
-            "schema": env.get("KINDLE_SCHEMA", DEFAULT_SCHEMA),
+            "schema": env.get("KINDLE_SCHEMA", yoyo_schema(str(url))[1] or DEFAULT_SCHEMA),
             "min_size": _int(env, "KINDLE_POOL_MIN", 1),
             "max_size": _int(env, "KINDLE_POOL_MAX", 10),
             "timeout": _float(env, "KINDLE_POOL_TIMEOUT", 10.0),

@@ -28,6 +28,18 @@ def test_yoyo_spelling_accepted() -> None:
     assert "postgresql://u@h/d" == s.database_url
 
 
+@pytest.mark.parametrize("query", ["schema=kindle_x", "sslmode=disable&schema=%22kindle_x%22"])
+def test_yoyo_url_with_its_schema_serves_the_library_too(query: str) -> None:
+    # one DATABASE_URL (a .env file) for the bare yoyo CLI and kindle_store: libpq refuses ?schema=
+    s = Settings.from_env(env={"DATABASE_URL": f"postgresql+psycopg://u@h/d?{query}"})
+    assert ("kindle_x", "schema" not in s.database_url) == (s.schema, True)
+
+
+def test_yoyo_url_schema_and_kindle_schema_must_agree() -> None:
+    with pytest.raises(ConfigurationError, match=r"DATABASE_URL names schema 'kindle_x' .* KINDLE_SCHEMA is 'other'"):
+        Settings.from_env(env={"DATABASE_URL": "postgresql+psycopg://u@h/d?schema=kindle_x", "KINDLE_SCHEMA": "other"})
+
+
 def test_non_postgres_url_refused_with_password_masked() -> None:
     with pytest.raises(ConfigurationError, match=r"mysql://u:\*\*\*@h/d") as info:
         Settings.from_env(env={"DATABASE_URL": "mysql://u:s3cret@h/d"})

@@ -104,6 +104,8 @@ def _path(value: str | None, env: str, default: str) -> Path:
 
 
 def cmd_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.all and not args.rollback:
+        raise ConfigurationError("--all goes with --rollback (migrate alone always applies every migration)")
     settings, server = settings_from_env(err, migrated=False)  # what this command does is the report
     if server is None:
         check_reachable(settings)

@@ -113,6 +113,12 @@ def test_rollback_of_a_schema_that_does_not_exist_creates_nothing(kindle_cli: Ki
     assert (0, "rolled back 0 migration(s): -\n", (0,)) == (code, out, found)
 
 
+def test_migrate_all_without_rollback_is_refused(kindle_cli: KindleCli) -> None:
+    # it was ignored: `migrate --all`, meant as a rollback of everything, applied
+    code, out, err = kindle_cli("migrate", "--all", env={"KINDLE_SCHEMA": "never_created"})
+    assert (1, "", True) == (code, out, "--all goes with --rollback" in err)
+
+
 def host_list(url: str) -> str:
     """`url` with its server named twice, as libpq's list of hosts to try (h:5432,h:5432)."""
     parts = urlsplit(url)

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._values import check_storable, check_user_field, email_key, now_iso, now_seconds
+from ._values import DEPTH_TOP, check_storable, check_user_field, email_key, now_iso, now_seconds
 from .avd import AVDProfileManager, ProfileDict
 from .errors import InvalidProfile, InvalidUsersFile, ProfileNotFound
 from .jsonfile import LockedJsonFile
+from .profile import check_email
 
 __all__ = ["JsonProfileManager"]
 
@@ -66,9 +67,9 @@ class JsonProfileManager(AVDProfileManager):
 
     def register_profile(self, email: str, avd_name: str, vnc_instance: int | None = None) -> bool:
         """True if created; False if it existed (its avd_name, and vnc_instance if given, updated)."""
-        check_storable(email, "email")
-        check_storable(avd_name, "field 'avd_name'")
-        check_storable(vnc_instance, "field 'vnc_instance'")
+        check_email(email)  # as the database and the importer take it
+        check_storable(avd_name, "field 'avd_name'", DEPTH_TOP)
+        check_storable(vnc_instance, "field 'vnc_instance'", DEPTH_TOP)
         with self.file.update() as doc:
             found = self._profile(self._profiles(doc), email)
             if found is not None:
@@ -116,8 +117,8 @@ class JsonProfileManager(AVDProfileManager):
 
     def save_profile_status(self, email: str, avd_name: str) -> bool:
         """Set last_used, last_used_date, avd_name and email, creating the profile if needed; True."""
-        check_storable(email, "email")
-        check_storable(avd_name, "field 'avd_name'")
+        check_email(email)  # as the database and the importer take it
+        check_storable(avd_name, "field 'avd_name'", DEPTH_TOP)
         with self.file.update() as doc:
             found = self._profile(self._profiles(doc), email)
             key, profile = found if found is not None else (email, doc.setdefault(email, {}))

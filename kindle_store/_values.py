@@ -10,10 +10,14 @@ from typing import Any
 
 from .errors import InvalidProfile
 
-__all__ = ["check_storable", "check_user_field", "email_key", "is_storable", "json_items", "now_iso", "now_seconds"]
+__all__ = ["DEPTH_SECTION", "DEPTH_TOP", "check_storable", "check_user_field", "email_key", "is_storable", "json_items",
+           "now_iso", "now_seconds"]
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes; jsonb would keep more, the JSON file cannot
 _MAX_DEPTH = 128  # orjson refuses much deeper documents; this also stops a value that contains itself
+#: How deep in its profile a value of a top-level key, and one inside a section or the preferences, sits: nesting
+#: is counted from the profile wherever a value comes in (set, edit, import), so that what one takes the others do.
+DEPTH_TOP, DEPTH_SECTION = 1, 2
 
 
 def _utf8(s: str) -> bool:
@@ -54,10 +58,11 @@ def is_storable(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def check_storable(value: Any, where: str) -> None:
-    """Raise InvalidProfile (a ValueError) naming `where` and the path inside unless `value` is exact JSON."""
-    if not is_storable(value):
-        _explain(value, where)
+def check_storable(value: Any, where: str, depth: int = 0) -> None:
+    """Raise InvalidProfile (a ValueError) naming `where` and the path inside unless `value` (`depth` levels inside
+    the document it belongs to) is exact JSON."""
+    if not is_storable(value, depth):
+        _explain(value, where, depth)
 
 
 def _check_str(s: str, where: str) -> None:
@@ -80,12 +85,12 @@ def json_items(value: Any) -> Iterator[tuple[str, Any, int]]:
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in reversed(list(enumerate(v))))
 
 
-def _explain(value: Any, where: str) -> None:
+def _explain(value: Any, where: str, depth: int = 0) -> None:
     """Raise InvalidProfile naming what in `value` cannot be stored, and where (the slow walk is_storable skips)."""
     # Exact types only: a tuple, an IntEnum or a str subclass would not come back as what was stored.
-    for path, v, depth in json_items(value):
+    for path, v, inside in json_items(value):
         at, t = f"{where}{path}", type(v)
-        if depth > _MAX_DEPTH:
+        if depth + inside > _MAX_DEPTH:
             raise InvalidProfile(f"{where}: nested deeper than {_MAX_DEPTH} levels")
         if v is None or t is bool:
             continue
@@ -109,10 +114,12 @@ def _explain(value: Any, where: str) -> None:
 def check_user_field(field: str, value: Any, section: str | None = None) -> None:
     """Raise InvalidProfile naming the field unless `field`, `section` and `value` can all be stored."""
     where = f"field {field!r}" if section is None else f"field {field!r} in section {section!r}"
+    if type(field) is not str or (section is not None and type(section) is not str):
+        raise InvalidProfile(f"{where}: a field or section name must be a string")  # a key of a JSON object
     check_storable(field, f"{where} (its name)")
     if section is not None:
         check_storable(section, f"{where} (the section name)")
-    check_storable(value, where)
+    check_storable(value, where, DEPTH_TOP if section is None else DEPTH_SECTION)
 
 
 def email_key(email: str) -> str:

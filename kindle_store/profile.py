@@ -15,8 +15,8 @@ from enum import Enum
 from functools import cache
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from ._values import DEPTH_SECTION, DEPTH_TOP, is_storable
 from ._values import check_storable as check_value
-from ._values import is_storable
 from .errors import InvalidProfile
 
 __all__ = [
@@ -94,12 +94,12 @@ def _epoch(v: int, where: str) -> datetime:
         raise InvalidProfile(f"{where}: {v} is out of range for Unix seconds") from None
 
 
-def encode(kind: Kind, v: Any, where: str, strict: bool = True) -> tuple[Any, bool]:
+def encode(kind: Kind, v: Any, where: str, strict: bool = True, depth: int = DEPTH_TOP) -> tuple[Any, bool]:
     """(column value, exact): exact when rendering the column gives back `v` itself.
 
     A value of the wrong type, or one the column cannot hold, is an error when `strict` (importing a file);
     otherwise (the application setting a field) it is kept as written, with no typed value, as the JSON
-    backend keeps it.
+    backend keeps it, if it is JSON `depth` levels inside its profile.
     """
     if v is None:
         return None, False
@@ -124,7 +124,7 @@ def encode(kind: Kind, v: Any, where: str, strict: bool = True) -> tuple[Any, bo
         if strict:
             raise
     if not strict:
-        check_value(v, where)
+        check_value(v, where, depth)
         return None, False
     raise InvalidProfile(f"{where}: expected {kind.value}, got {json_type(v)} {str(v)[:40]!r}")
 
@@ -194,6 +194,8 @@ class _Row:
     """Shared behaviour of the users row and the section rows: typed columns plus `extra`."""
 
     extra: dict[str, Any]
+    #: how deep in the profile the row's values are
+    DEPTH: ClassVar[int] = DEPTH_TOP
 
     def __getitem__(self, attr: str) -> Any:
         """A column's value by attribute name: a typed row renders as a fetched one does."""
@@ -227,7 +229,7 @@ class _Row:
         spec = self.specs().get(key)
         if spec is None:
             return False
-        column, exact = encode(spec.kind, value, where, strict)
+        column, exact = encode(spec.kind, value, where, strict, self.DEPTH)
         setattr(self, spec.attr, column)
         if exact:
             self.extra.pop(key, None)
@@ -238,7 +240,7 @@ class _Row:
     def _fill(self, doc: dict[Any, Any], place: str, sep: str, strict: bool) -> None:
         """Set every key of `doc` on this new row; an error names `place`, then `sep` and the key."""
         # set_key for each key, with the place of an error only written out when there is one
-        specs, extra = self.specs(), self.extra
+        specs, extra, depth = self.specs(), self.extra, self.DEPTH
         for key, value in doc.items():
             spec = specs.get(key) if type(key) is str else None
             if spec is not None:  # a typed column: its key is one of ours, nothing to check
@@ -246,7 +248,7 @@ class _Row:
                 if (kind is _BOOL and t is bool) or (kind is _TEXT and t is str and is_storable(value)):
                     setattr(self, spec.attr, value)  # what encode does for the two commonest cases, inline
                     continue
-                column, exact = encode(kind, value, f"{place}{sep}{key}", strict)
+                column, exact = encode(kind, value, f"{place}{sep}{key}", strict, depth)
                 setattr(self, spec.attr, column)
                 if not exact:
                     extra[key] = value
@@ -254,13 +256,14 @@ class _Row:
             if not is_storable(key):
                 check_value(key, f"{place}: key {str(key)[:40]!r}")
             if not self.set_key(key, value, f"{place}{sep}{key}", strict):
-                if not is_storable(value):
-                    check_value(value, f"{place}{sep}{key}")
+                if not is_storable(value, depth):
+                    check_value(value, f"{place}{sep}{key}", depth)
                 extra[key] = value
 
 
 class Section(_Row):
     NAME: ClassVar[str]
+    DEPTH: ClassVar[int] = DEPTH_SECTION
 
     def to_dict(self) -> dict[str, Any]:
         return _render(self._rendering(), self, self.extra)
@@ -419,18 +422,18 @@ class Profile(_Row):
                 if section_cls is not None:
                     setattr(self, key, section_cls.from_dict(value, where, strict))
                 else:
-                    check_value(value, where)
+                    check_value(value, where, DEPTH_TOP)
                     self.preferences = dict(value)
                 self.extra.pop(key, None)
             elif value is None or not strict:
-                check_value(value, where)
+                check_value(value, where, DEPTH_TOP)
                 setattr(self, key, None)
                 self.extra[key] = value
             else:
                 raise InvalidProfile(f"{where}: expected an object or null, got {json_type(value)}")
             return True
         if not _Row.set_key(self, key, value, where, strict):
-            check_value(value, where)
+            check_value(value, where, DEPTH_TOP)
             self.extra[key] = value
         return True
 

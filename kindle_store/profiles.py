@@ -41,8 +41,8 @@ def _changed(email: str, key: Any, before: Any, after: Any) -> bool:
     if type(after) in _SCALARS:
         changed = type(after) is not type(before) or after != before
     else:
-        try:
-            changed = type(before) is not bytes or orjson.dumps(after, option=orjson.OPT_SORT_KEYS) != before
+        try:  # written out even when `before` is no JSON text (a new key): a key in it may be no string
+            changed = orjson.dumps(after, option=orjson.OPT_SORT_KEYS) != before
         except TypeError as e:
             raise InvalidProfile(f"{email}: {key!r:.40}: not JSON: {e}") from None
     if changed:
@@ -50,6 +50,10 @@ def _changed(email: str, key: Any, before: Any, after: Any) -> bool:
             raise InvalidProfile(f"{email}: key {key!r:.40} is not a string")
         check_value(key, f"{email}: key {key[:40]!r}")
     return changed
+
+
+def _not_an_object(email: str, section: str, key: str) -> str:
+    return f"{email}: {section} is not an object, cannot set {section}.{key}"
 
 
 def _raw(exact: bool, value: Any) -> Json | None:
@@ -142,7 +146,8 @@ class Profiles:
 
     def set_field(self, conn: Connection[Any], email: str, key: str, value: Any,
                   section: str | None = None) -> bool:
-        """profile[section][key] = value (or profile[key] without a section); False for an unknown email.
+        """profile[section][key] = value (or profile[key] without a section); False for an unknown email, and
+        InvalidProfile (nothing written) when the section holds something other than an object or null.
 
         One statement; a whole section, the whole preferences or a key of an unknown section is a locked
         read-modify-write instead, in a transaction of its own on an autocommit connection.
@@ -164,18 +169,21 @@ class Profiles:
                     "email": email, "key": key, "value": column, "raw": _raw(exact, value)}, column=spec.attr)
             else:
                 found = self._one(conn, "set_user_extra", {"email": email, "key": key, "raw": Json(value)})
-        elif section in SECTIONS:
-            spec = SECTIONS[section].specs().get(key)
-            if spec is not None:
-                column, exact = encode(spec.kind, value, where, strict=False)
-                found = self._one(conn, "set_section_column", {
-                    "email": email, "section": section, "key": key, "value": column,
-                    "raw": _raw(exact, value)}, table=section, column=spec.attr)
-            else:
-                found = self._one(conn, "set_section_extra", {
-                    "email": email, "section": section, "key": key, "raw": Json(value)}, table=section)
         else:
-            found = self._one(conn, "set_preference", {"email": email, "key": key, "raw": Json(value)})
+            if section in SECTIONS:
+                spec = SECTIONS[section].specs().get(key)
+                if spec is not None:
+                    column, exact = encode(spec.kind, value, where, strict=False)
+                    found = self._one(conn, "set_section_column", {
+                        "email": email, "section": section, "key": key, "value": column,
+                        "raw": _raw(exact, value)}, table=section, column=spec.attr)
+                else:
+                    found = self._one(conn, "set_section_extra", {
+                        "email": email, "section": section, "key": key, "raw": Json(value)}, table=section)
+            else:
+                found = self._one(conn, "set_preference", {"email": email, "key": key, "raw": Json(value)})
+            if found is not None and found[1] is not None:  # the section holds no object: nothing was written
+                raise InvalidProfile(_not_an_object(email, section, key))
         return found is not None
 
     def _edit_set(self, conn: Connection[Any], email: str, key: str, value: Any, section: str | None) -> bool:
@@ -189,7 +197,7 @@ class Profiles:
                     if target is None:  # absent, or stored as null: the section is created
                         target = doc[section] = {}
                     if type(target) is not dict:
-                        raise InvalidProfile(f"{email}: {section} is not an object, cannot set {section}.{key}")
+                        raise InvalidProfile(_not_an_object(email, section, key))
                     target[key] = value
         except ProfileNotFound:
             return False

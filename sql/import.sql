@@ -18,6 +18,16 @@ LOCK TABLE {schema}.users IN SHARE ROW EXCLUSIVE MODE
 -- How many profiles the database holds.
 SELECT count(*) FROM {schema}.users
 
+-- name: same_email(emails) :scalar
+-- The first two of these emails, in their order, that lower() takes for one email: the database's case rules
+-- (its collation's) are not Python's, so a file Python finds no two spellings in may still hold some. No row if none.
+SELECT (array_agg(f.email ORDER BY f.n))[1:2]
+  FROM unnest(CAST(:emails AS text[])) WITH ORDINALITY AS f(email, n)
+ GROUP BY lower(f.email)
+HAVING count(*) > 1
+ ORDER BY (array_agg(f.n ORDER BY f.n))[2]
+ LIMIT 1
+
 -- name: existing_profiles(emails) :many
 -- The stored profiles of these emails (matched case-insensitively), each with the spelling asked for.
 SELECT f.email AS file_email, p.*

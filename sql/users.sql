@@ -103,15 +103,17 @@ UNION ALL
 SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM changed)
 LIMIT 1
 
--- name: set_section_column(email, section, key, value, raw, {table}, {column}) :scalar
--- Set one typed column of a section, creating the section; the profile's id, or no row. A value already
--- held is not written again.
+-- name: set_section_column(email, section, key, value, raw, {table}, {column}) :one
+-- Set one typed column of a section, creating the section; (the profile's id, null), or no row. A value already
+-- held is not written again. A section stored as something other than an object or null is left as it is: the
+-- row is then (id, its JSON type).
 WITH u AS (
     UPDATE {schema}.users AS u
        SET extra = {schema}.json_put(u.extra, :section, NULL),
            version = u.version + 1,
            updated_at = now()
      WHERE lower(u.email) = lower(:email)
+       AND coalesce(json_typeof(u.extra -> :section), 'null') = 'null'
        AND NOT (u.extra -> :section IS NULL
                 AND EXISTS (SELECT FROM {schema}.{table} AS t
                              WHERE t.user_id = u.id
@@ -127,20 +129,23 @@ s AS (
            extra = {schema}.json_put(t.extra, :key, :raw)
     RETURNING user_id
 )
-SELECT user_id FROM s
+SELECT user_id, NULL FROM s
 UNION ALL
-SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+SELECT id, nullif(json_typeof(extra -> :section), 'null')
+  FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
 LIMIT 1
 
--- name: set_section_extra(email, section, key, raw, {table}) :scalar
--- Set one key without a column inside a section, creating the section; the profile's id, or no row. A
--- value already held (the same JSON text) is not written again.
+-- name: set_section_extra(email, section, key, raw, {table}) :one
+-- Set one key without a column inside a section, creating the section; (the profile's id, null), or no row. A
+-- value already held (the same JSON text) is not written again. A section stored as something other than an
+-- object or null is left as it is: the row is then (id, its JSON type).
 WITH u AS (
     UPDATE {schema}.users AS u
        SET extra = {schema}.json_put(u.extra, :section, NULL),
            version = u.version + 1,
            updated_at = now()
      WHERE lower(u.email) = lower(:email)
+       AND coalesce(json_typeof(u.extra -> :section), 'null') = 'null'
        AND NOT (u.extra -> :section IS NULL
                 AND EXISTS (SELECT FROM {schema}.{table} AS t
                              WHERE t.user_id = u.id
@@ -154,14 +159,16 @@ s AS (
        SET extra = {schema}.json_put(t.extra, :key, :raw)
     RETURNING user_id
 )
-SELECT user_id FROM s
+SELECT user_id, NULL FROM s
 UNION ALL
-SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+SELECT id, nullif(json_typeof(extra -> :section), 'null')
+  FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
 LIMIT 1
 
--- name: set_preference(email, key, raw) :scalar
--- Set one preference, creating the preferences object; the profile's id, or no row. A value already held
--- (the same JSON text) is not written again.
+-- name: set_preference(email, key, raw) :one
+-- Set one preference, creating the preferences object; (the profile's id, null), or no row. A value already
+-- held (the same JSON text) is not written again. Preferences stored as something other than an object or null
+-- are left as they are: the row is then (id, their JSON type).
 WITH u AS (
     UPDATE {schema}.users AS u
        SET has_preferences = true,
@@ -169,6 +176,7 @@ WITH u AS (
            version = u.version + 1,
            updated_at = now()
      WHERE lower(u.email) = lower(:email)
+       AND coalesce(json_typeof(u.extra -> 'preferences'), 'null') = 'null'
        AND NOT (u.has_preferences AND u.extra -> 'preferences' IS NULL
                 AND EXISTS (SELECT FROM {schema}.user_preferences AS p
                              WHERE p.user_id = u.id AND p.key = :key
@@ -181,9 +189,10 @@ s AS (
     ON CONFLICT (user_id, key) DO UPDATE SET value = EXCLUDED.value
     RETURNING user_id
 )
-SELECT user_id FROM s
+SELECT user_id, NULL FROM s
 UNION ALL
-SELECT id FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
+SELECT id, nullif(json_typeof(extra -> 'preferences'), 'null')
+  FROM {schema}.users WHERE lower(email) = lower(:email) AND NOT EXISTS (SELECT FROM u)
 LIMIT 1
 
 -- name: update_auth_state(email, authenticated, now) :scalar

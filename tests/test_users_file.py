@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import re
@@ -16,8 +17,9 @@ from _helpers import KindleCli, sorted_json
 from psycopg import sql
 
 from kindle_store import users_file
+from kindle_store._avd_json import JsonProfileManager
 from kindle_store._sqlfiles import Query
-from kindle_store.errors import InvalidUsersFile, SchemaBehind
+from kindle_store.errors import InvalidProfile, InvalidUsersFile, SchemaBehind
 from kindle_store.profile import SECTIONS, Profile
 from kindle_store.profiles import same_json
 from kindle_store.queries import queries
@@ -42,6 +44,13 @@ def run_import(store: Store, path: Path, *, dry_run: bool = False, backup: bool 
     out = io.StringIO()
     assert 0 == import_file(store, path, dry_run=dry_run, backup=backup, out=out, err=io.StringIO())
     return out.getvalue().splitlines()
+
+
+def nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def write(path: Path, docs: dict[str, Any]) -> Path:
@@ -303,6 +312,19 @@ def test_progress_shows_on_a_terminal_only(store: Store, tmp_path: Path) -> None
     assert (True, "") == ("\rvalidating 2000/2000 (100%)\n" in tty.getvalue(), pipe.getvalue())
 
 
+def test_a_file_the_json_backend_wrote_imports_however_deep_its_values(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    users = JsonProfileManager(path)
+    users.register_profile("a@x", "AVD_a")
+    for section in (None, "preferences", "reading_settings"):
+        for depth in range(130, 120, -1):  # the deepest value the JSON backend takes there
+            with contextlib.suppress(InvalidProfile):
+                users.set_user_field("a@x", f"deep_{section}", nested(depth), section=section)
+                break
+    run_import(store, path)
+    assert same_json(load(path), exported(store))
+
+
 # -- bad input: a one-line error, the database and the files untouched -------------------------------------
 
 BAD = {
@@ -323,6 +345,7 @@ BAD = {
     "integer_beyond_64_bits": r"a@example\.com: preferences\.counter: the integer 123456789012345678901234 at byte 75 "
                               r"\(line 2, column 74\) does not fit in 64 bits$",
     "timestamp_out_of_range": r"a@example\.com: auth_date: '0001-01-01T00:00:00\+05:00' is out of range",
+    "nested_too_deep_from_the_profile": r"a@example\.com: custom: nested deeper than 128 levels$",
 }
 
 
@@ -340,6 +363,21 @@ def test_bad_file_is_refused_with_one_line_and_nothing_changes(
     assert (1, "", before, False) == (
         code, out, (sorted_json(exported(store)), row_state(store)), (tmp_path / "users.json.backup").exists())
     assert re.fullmatch(rf"kindle-store: error: {re.escape(str(path))}: {BAD[name]}.*\n", err)
+
+
+def test_two_spellings_only_the_database_takes_for_one_are_refused(
+        store: Store, kindle_cli: KindleCli, tmp_path: Path) -> None:
+    # Python lowers 'İ' to 'i' and a combining dot, a collation with Unicode case rules (libc, ICU) to a plain 'i'
+    with store.connection() as c:
+        if not c.execute("SELECT lower('İ@x') = 'i@x'").fetchone()[0]:  # type: ignore[index]
+            pytest.skip("the database's collation lowers ASCII only")
+    run_import(store, SAMPLE)
+    before = (sorted_json(exported(store)), row_state(store))
+    path = write(tmp_path / "users.json", {"İ@x": {"avd_name": "a"}, "b@x": {}, "i@x": {"avd_name": "b"}})
+    code, _, err = kindle_cli("import-json", str(path))
+    assert (1, before, False) == (
+        code, (sorted_json(exported(store)), row_state(store)), (tmp_path / "users.json.backup").exists())
+    assert f"kindle-store: error: {path}: 'İ@x' and 'i@x' spell one email (emails are case-insensitive)\n" == err
 
 
 def test_schema_behind_is_refused_before_any_backup(settings: Settings, tmp_path: Path) -> None:

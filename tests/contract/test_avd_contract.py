@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -76,6 +77,22 @@ def test_register_keeps_any_vnc_instance_as_written(avd: Manager, odd: Any) -> N
     assert 4 == avd.get_user_field("a@x.com", "vnc_instance")
     avd.register_profile("a@x.com", "AVD_b", vnc_instance=odd)
     assert {"email": "a@x.com", "avd_name": "AVD_b", "vnc_instance": odd} == avd.get_profile_for_email("a@x.com")
+
+
+NO_PROFILE_EMAILS = {"empty": "", "over_1024_bytes": "é" * 512 + "@x", "not_a_string": None}
+CREATORS: dict[str, Callable[[Manager, Any], bool]] = {
+    "register_profile": lambda m, e: m.register_profile(e, "AVD_x"),
+    "save_profile_status": lambda m, e: m.save_profile_status(e, "AVD_x"),
+}
+
+
+@pytest.mark.parametrize("create", CREATORS.values(), ids=CREATORS.keys())
+@pytest.mark.parametrize("email", NO_PROFILE_EMAILS.values(), ids=NO_PROFILE_EMAILS.keys())
+def test_an_email_no_profile_can_have_is_refused(avd: Manager, email: Any, create: Callable[..., bool]) -> None:
+    # what the importer refuses in a file, neither backend creates
+    with pytest.raises(InvalidProfile, match="email"):
+        create(avd, email)
+    assert {} == avd.get_all_profiles()
 
 
 def test_register_other_spelling_is_the_same_profile(avd: Manager, alice: str) -> None:
@@ -310,17 +327,25 @@ def test_set_user_field_on_a_null_section_creates_it(avd: Manager, alice: str, s
     assert {"view_type": "grid"} == avd.get_user_field(alice, section)
 
 
-def test_set_user_field_in_a_non_object_section_is_refused(avd: Manager, alice: str) -> None:
-    avd.set_user_field(alice, "custom_section", "not an object")
-    with pytest.raises(ValueError, match="custom_section"):
-        avd.set_user_field(alice, "theme", "dark", section="custom_section")
+# (section, field): any other key, and each kind of key a known section or the preferences can take
+NON_OBJECT_TARGETS = [("custom_section", "theme"), ("reading_settings", "theme"), ("reading_settings", "other"),
+                      ("emulator_settings", "memory_optimization_timestamp"), ("preferences", "theme")]
 
 
-def test_refused_section_write_changes_nothing(avd: Manager, alice: str) -> None:
-    avd.set_user_field(alice, "custom_section", [1, 2])
+@pytest.mark.parametrize(("section", "field"), NON_OBJECT_TARGETS, ids=[f"{s}.{f}" for s, f in NON_OBJECT_TARGETS])
+def test_set_user_field_in_a_non_object_section_is_refused(avd: Manager, alice: str, section: str,
+                                                           field: str) -> None:
+    avd.set_user_field(alice, section, "not an object")
+    with pytest.raises(ValueError, match=section):
+        avd.set_user_field(alice, field, 1, section=section)
+
+
+@pytest.mark.parametrize(("section", "field"), NON_OBJECT_TARGETS, ids=[f"{s}.{f}" for s, f in NON_OBJECT_TARGETS])
+def test_refused_section_write_changes_nothing(avd: Manager, alice: str, section: str, field: str) -> None:
+    avd.set_user_field(alice, section, [1, 2])
     before = avd.get_all_profiles()
     with pytest.raises(ValueError):
-        avd.set_user_field(alice, "theme", "dark", section="custom_section")
+        avd.set_user_field(alice, field, 1, section=section)
     assert before == avd.get_all_profiles()
 
 
@@ -414,6 +439,27 @@ def test_unstorable_value_in_section_writes_nothing(avd: Manager, alice: str, va
     with pytest.raises(ValueError):
         avd.set_user_field(alice, "bad_field", value, section="preferences")
     assert before == avd.get_all_profiles()
+
+
+@pytest.mark.parametrize("section", [None, "preferences", "reading_settings"], ids=["top_level", "preferences",
+                                                                               "section"])
+def test_edit_profile_takes_whatever_set_user_field_took(avd: Manager, alice: str, section: str | None) -> None:
+    for depth in range(130, 120, -1):  # the deepest value set_user_field takes there
+        with contextlib.suppress(InvalidProfile):
+            avd.set_user_field(alice, "deep", nested_lists(depth), section=section)
+            break
+    with avd.edit_profile(alice) as profile:
+        profile["timezone"] = "UTC"
+    assert "UTC" == avd.get_user_field(alice, "timezone")
+
+
+NOT_STRING_NAMES = {"field": (1, None), "field_in_section": (None, "preferences"), "section": ("k", 1)}
+
+
+@pytest.mark.parametrize(("field", "section"), NOT_STRING_NAMES.values(), ids=NOT_STRING_NAMES.keys())
+def test_a_name_that_is_not_a_string_is_refused(avd: Manager, alice: str, field: Any, section: Any) -> None:
+    with pytest.raises(InvalidProfile, match="name must be a string"):
+        avd.set_user_field(alice, field, 1, section=section)
 
 
 def test_nul_in_field_name_is_refused(avd: Manager, alice: str) -> None:
@@ -617,6 +663,14 @@ def test_edit_profile_refuses_unstorable_result(avd: Manager, alice: str) -> Non
     before = avd.get_all_profiles()
     with pytest.raises(ValueError, match="NUL"), avd.edit_profile(alice) as profile:
         profile["timezone"] = "bad\x00"
+    assert before == avd.get_all_profiles()
+
+
+@pytest.mark.parametrize("section", ["reading_settings", "preferences", "custom"])
+def test_edit_profile_refuses_a_key_that_is_not_a_string_in_a_section(avd: Manager, alice: str, section: str) -> None:
+    before = avd.get_all_profiles()
+    with pytest.raises(InvalidProfile), avd.edit_profile(alice) as profile:
+        profile[section] = {"theme": "dark", 1: "x"}
     assert before == avd.get_all_profiles()
 
 

@@ -14,7 +14,7 @@ from _fuzz import FUZZ, KNOWN_KEYS, emails, names, nested, texts, values, weight
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kindle_store._values import _explain, check_storable, is_storable
+from kindle_store._values import DEPTH_SECTION, _explain, check_storable, is_storable
 from kindle_store.errors import InvalidProfile
 from kindle_store.profile import SECTIONS, Kind, Profile, _iso, check_email, encode, json_type
 
@@ -84,7 +84,7 @@ def from_dict_key_by_key(email: Any, doc: Any, strict: bool) -> Profile:
             for k, v in value.items():
                 check_storable(k, f"{where}: key {str(k)[:40]!r}")
                 if not section.set_key(k, v, f"{where}.{k}", strict):
-                    check_storable(v, f"{where}.{k}")
+                    check_storable(v, f"{where}.{k}", DEPTH_SECTION)
                     section.extra[k] = v
             setattr(p, key, section)
         else:

@@ -275,6 +275,11 @@ class Store:
     def _configure(conn: Connection[Any]) -> None:
         set_json_loads(orjson.loads, conn)
         set_json_dumps(_json_dumps, conn)
+        # Timestamps come back in UTC whatever the server's (or PGTZ's) zone: in another zone a stored instant
+        # near year 1 or 9999 falls outside what a Python datetime can hold, and every read of its profile failed.
+        # A SET, not a startup option: PgBouncer passes TimeZone on to each server connection it lends.
+        conn.execute("SET TimeZone TO 'UTC'")
+        conn.commit()
 
     def _check(self, conn: PooledConnection) -> None:
         if conn.returned_at is None or time.monotonic() - conn.returned_at > self.check_idle_s:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kindle_store._avd_db import DbProfileManager
 from kindle_store.errors import ConfigurationError
 from kindle_store.settings import Settings, mask_url
 from kindle_store.store import Store
@@ -88,6 +89,20 @@ def test_store_is_a_context_manager(settings: Settings) -> None:
     with Store(settings) as store, store.autocommit() as conn:
         assert (1,) == conn.execute("SELECT 1").fetchone()
     assert store._pool is None
+
+
+@pytest.mark.parametrize(("zone", "stamp"), [("Asia/Tokyo", "9999-12-31T23:00:00"),
+                                             ("America/New_York", "0001-01-01T01:00:00")])
+def test_a_stamp_at_the_end_of_the_years_reads_back_in_any_server_zone(settings: Settings, store: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch, zone: str,
+                                                                     stamp: str) -> None:
+    # in the session's zone the instant is year 10000 (or 0): psycopg could not read it, nor any profile holding it
+    monkeypatch.setenv("PGTZ", zone)
+    with Store(settings) as other:
+        manager = DbProfileManager(other)
+        manager.register_profile("a@x", "avd")
+        manager.set_user_field("a@x", "auth_date", stamp)
+        assert stamp == manager.get_user_field("a@x", "auth_date")
 
 
 def test_autocommit_commits_each_statement(settings: Settings, store: Any) -> None:

@@ -66,6 +66,7 @@ class Floor:
         assert conn.autocommit
         set_json_loads(orjson.loads, conn)
         set_json_dumps(orjson.dumps, conn)
+        conn.execute("SET TimeZone TO 'UTC'")  # as kindle_store's pool sets it (timestamps load a little faster too)
         self.conn = conn
         self.cur = conn.cursor()
         s = sql.Identifier(schema)

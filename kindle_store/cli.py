@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 import psycopg
 
+from .connecting import connect
 from .embedded import DEFAULT_PGDATA
 from .errors import ConfigurationError, KindleStoreError
 from .migrate import migrate, rollback
@@ -70,23 +71,10 @@ def settings_from_env(err: TextIO, *, migrated: bool = True) -> tuple[Settings, 
     return settings, server
 
 
-def check_reachable(settings: Settings) -> None:
-    """ConnectFailed, one line naming the reason and the (masked) URL, unless the database takes a login.
-
-    The pool and yoyo would report it less clearly: the pool retries for KINDLE_POOL_TIMEOUT seconds, logging
-    each attempt, and then says only that it could not open.
-    """
-    from .monitoring import connect
-
-    connect(settings).close()
-
-
 def open_store(err: TextIO, *, current: bool = False) -> Store:
     """A store on the configured database, checked reachable; with `current`, SchemaBehind unless migrated."""
     settings, server = settings_from_env(err)
-    if server is None:
-        check_reachable(settings)
-    store = Store(settings, embedded=server).open()
+    store = Store(settings, embedded=server).open()  # a database it cannot reach is one line at once
     if current:
         try:
             store.require_current_schema()
@@ -108,7 +96,7 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise ConfigurationError("--all goes with --rollback (migrate alone always applies every migration)")
     settings, server = settings_from_env(err, migrated=False)  # what this command does is the report
     if server is None:
-        check_reachable(settings)
+        connect(settings).close()  # a database it cannot reach is one line at once, not yoyo's traceback
     if args.rollback:
         done = rollback(settings, all=args.all)
         print(f"rolled back {len(done)} migration(s): {', '.join(done) or '-'}", file=out)

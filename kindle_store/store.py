@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from ._process import ProcessWide
 from ._sqlfiles import QueryConnection
+from .connecting import connect
 from .embedded import DEFAULT_PGDATA
 from .errors import ConnectionLost, KindleStoreError, PoolTimeout, StatementTimeout
 from .migrate import require_current
@@ -106,8 +107,15 @@ class Store:
     # -- the pool --------------------------------------------------------------------------------------------
 
     def open(self, wait: bool = True) -> Self:
-        """Open the pool (again, in a forked child); with `wait`, until min_size connections are ready."""
+        """Open the pool (again, in a forked child); with `wait`, until min_size connections are ready.
+
+        With `wait`, one connection is tried first: a missing database, a refused login or an unreachable host is
+        ConnectFailed at once, in one line, rather than a pool retrying for `timeout` seconds and then saying only
+        that it could not start.
+        """
         s = self.settings
+        if wait:
+            connect(s).close()
         kwargs: dict[str, Any] = {"prepare_threshold": s.prepare_threshold, "application_name": s.application_name}
         if s.statement_timeout_ms:
             kwargs["options"] = f"-c statement_timeout={int(s.statement_timeout_ms)}"

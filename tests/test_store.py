@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from kindle_store._avd_db import DbProfileManager
+from kindle_store.connecting import ConnectFailed
 from kindle_store.errors import ConfigurationError
 from kindle_store.settings import Settings, mask_url
 from kindle_store.store import Store
@@ -103,6 +105,13 @@ def test_a_stamp_at_the_end_of_the_years_reads_back_in_any_server_zone(settings:
         manager.register_profile("a@x", "avd")
         manager.set_user_field("a@x", "auth_date", stamp)
         assert stamp == manager.get_user_field("a@x", "auth_date")
+
+
+def test_a_store_on_a_missing_database_says_so_at_once(database_url: str) -> None:
+    # the pool retried for its whole timeout, logging each attempt, then said "pool initialization incomplete"
+    url = urlunsplit(urlsplit(database_url)._replace(path="/kindle_no_such_db"))
+    with pytest.raises(ConnectFailed, match=r'^database missing: .*"kindle_no_such_db" does not exist'):
+        Store(Settings(database_url=url, timeout=2)).open()
 
 
 def test_autocommit_commits_each_statement(settings: Settings, store: Any) -> None:

@@ -25,6 +25,7 @@ from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store._avd_db import DbProfileManager
+from kindle_store.connecting import ConnectFailed
 from kindle_store.errors import ConfigurationError, ConnectionLost, PoolTimeout, StatementTimeout
 from kindle_store.settings import Settings
 from kindle_store.store import Store
@@ -106,7 +107,7 @@ def test_password_appears_nowhere(settings: Settings, secret_urls: tuple[str, st
                         ConfigurationError))
     down = Store(Settings(database_url=unreachable, timeout=0.5))
     try:
-        texts.append(caught(down.open, psycopg.Error))
+        texts.append(caught(down.open, ConnectFailed))  # at once, not after the pool timeout
     finally:
         down.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .avd import AVDProfileManager
 from .errors import (
     ConfigurationError,
+    ConnectFailed,
     ConnectionLost,
     InvalidProfile,
     InvalidUsersFile,
@@ -24,6 +25,7 @@ from .vnc_manager import VNCInstanceManager
 __all__ = [
     "AVDProfileManager",
     "ConfigurationError",
+    "ConnectFailed",
     "ConnectionLost",
     "InvalidProfile",
     "InvalidUsersFile",

@@ -7,16 +7,12 @@ import re
 import psycopg
 from psycopg.rows import TupleRow
 
-from .errors import KindleStoreError
+from .errors import ConnectFailed
 from .settings import Settings, error_line, mask_url
 
-__all__ = ["CONNECT_TIMEOUT_S", "ConnectFailed", "connect"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect"]
 
 CONNECT_TIMEOUT_S = 5
-
-
-class ConnectFailed(KindleStoreError):
-    """The server is unreachable, refuses the login, or has no such database; the message says which."""
 
 
 _MISSING_DB = re.compile(r'database "[^"]*" does not exist')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ConnectFailed",
     "ConnectionLost",
     "InvalidProfile",
     "InvalidUsersFile",
@@ -50,6 +51,10 @@ class InvalidUsersFile(InvalidProfile):
 
 class InvalidVncFile(KindleStoreError, ValueError):
     """A vnc_instance_map.json document breaks the data contract."""
+
+
+class ConnectFailed(KindleStoreError):
+    """The server is unreachable, refuses the login, or has no such database; the message says which."""
 
 
 class ConnectionLost(KindleStoreError):

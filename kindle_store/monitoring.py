@@ -9,7 +9,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from .connecting import ConnectFailed, connect
+from .connecting import connect
+from .errors import ConnectFailed
 from .migrate import state
 from .queries import queries
 from .settings import Settings, mask_url

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from kindle_store._avd_db import DbProfileManager
-from kindle_store.connecting import ConnectFailed
-from kindle_store.errors import ConfigurationError
+from kindle_store.errors import ConfigurationError, ConnectFailed
 from kindle_store.settings import Settings, mask_url
 from kindle_store.store import Store
 

@@ -25,8 +25,7 @@ from _helpers import KindleCli
 from psycopg import sql
 
 from kindle_store._avd_db import DbProfileManager
-from kindle_store.connecting import ConnectFailed
-from kindle_store.errors import ConfigurationError, ConnectionLost, PoolTimeout, StatementTimeout
+from kindle_store.errors import ConfigurationError, ConnectFailed, ConnectionLost, PoolTimeout, StatementTimeout
 from kindle_store.settings import Settings
 from kindle_store.store import Store
 

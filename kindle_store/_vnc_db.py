@@ -20,7 +20,7 @@ from psycopg.errors import UniqueViolation
 from .profile import check_email, is_storable_email
 from .store import Store, StoreBacked
 from .vnc import VncInstance, VncInstances
-from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_slot_id
+from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_int32
 
 __all__ = ["ASSIGN_ATTEMPTS", "DbVncManager"]
 
@@ -50,7 +50,7 @@ class DbVncManager(StoreBacked, VNCInstanceManager):
     def assign_instance_to_profile(self, email: str, instance_id: int | None = None) -> Instance | None:
         """The email's instance; else `instance_id` if free (else None); else the lowest free or a new one."""
         check_email(email)
-        if instance_id is not None and not is_slot_id(instance_id):
+        if instance_id is not None and not is_int32(instance_id):
             return self.get_instance_for_profile(email)  # no slot has such an id: taken-or-unknown
         delay = 0.005
         for attempt in range(1, ASSIGN_ATTEMPTS + 1):

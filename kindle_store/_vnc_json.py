@@ -10,7 +10,7 @@ from ._values import email_key
 from .errors import InvalidVncFile
 from .jsonfile import LockedJsonFile
 from .profile import check_email, is_storable_email
-from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_slot_id, new_instance
+from .vnc_manager import Instance, VNCInstanceManager, check_emulator_id, is_int32, new_instance
 
 __all__ = ["JsonVncManager"]
 
@@ -49,7 +49,7 @@ class JsonVncManager(VNCInstanceManager):
             if mine:
                 return mine[0]
             if instance_id is not None:
-                wanted = is_slot_id(instance_id)  # True or 1.0 equals slot 1, yet names no slot
+                wanted = is_int32(instance_id)  # True or 1.0 equals slot 1, yet names no slot
                 inst = next((i for i in insts if wanted and i.get("id") == instance_id), None)
                 if inst is None or inst.get("assigned_profile"):
                     return None

@@ -75,13 +75,7 @@ def open_store(err: TextIO, *, current: bool = False) -> Store:
     """A store on the configured database, checked reachable; with `current`, SchemaBehind unless migrated."""
     settings, server = settings_from_env(err)
     store = Store(settings, embedded=server).open()  # a database it cannot reach is one line at once
-    if current:
-        try:
-            store.require_current_schema()
-        except BaseException:
-            store.close()
-            raise
-    return store
+    return store.checked() if current else store
 
 
 def _path(value: str | None, env: str, default: str) -> Path:

@@ -40,7 +40,8 @@ def _reason(message: str) -> str:
 
 
 def connect(settings: Settings, *, timeout_s: int = CONNECT_TIMEOUT_S) -> psycopg.Connection[TupleRow]:
-    """An autocommit connection for operator commands; ConnectFailed (password masked) if there is none."""
+    """An autocommit connection (operator commands, and the probe before a pool opens); ConnectFailed (password
+    masked) if there is none."""
     url = settings.database_url
     try:
         return psycopg.connect(

@@ -279,6 +279,15 @@ class Store:
         with self.connection() as conn:
             require_current(conn, self.schema)
 
+    def checked(self) -> Self:
+        """This store, once its schema has every migration; else closed, and SchemaBehind raised."""
+        try:
+            self.require_current_schema()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
     @staticmethod
     def _configure(conn: Connection[Any]) -> None:
         set_json_loads(orjson.loads, conn)
@@ -294,17 +303,7 @@ class Store:
             ConnectionPool.check_connection(conn)
 
 
-def _checked_from_env() -> Store:
-    store = Store.from_env()
-    try:
-        store.require_current_schema()
-    except BaseException:
-        store.close()
-        raise
-    return store
-
-
-_SHARED: ProcessWide[Store] = ProcessWide(_checked_from_env, Store.close)
+_SHARED: ProcessWide[Store] = ProcessWide(lambda: Store.from_env().checked(), Store.close)
 
 
 def shared_store() -> Store:

@@ -32,7 +32,7 @@ from psycopg.types.json import Json
 from .errors import InvalidProfile, InvalidVncFile
 from .profile import MAX_EMAIL_BYTES, check_value, json_type
 from .queries import queries
-from .vnc_manager import INSTANCE_KEYS, Instance, ports_for
+from .vnc_manager import INSTANCE_KEYS, Instance, is_int32, ports_for
 
 __all__ = ["PORT_KEYS", "VncInstance", "VncInstances", "check_json", "json_type"]
 
@@ -43,7 +43,6 @@ PORT_KEYS: tuple[str, ...] = tuple(ports_for(1))
 
 _INT_KEYS = (*PORT_KEYS, "appium_pid")
 _STR_KEYS = ("emulator_id", "assigned_profile")
-_INT32 = 2**31
 # Unix seconds PostgreSQL's to_timestamp and Python's datetime both take (years 1..9999)
 _EPOCH_MIN, _EPOCH_MAX = -62_135_596_800, 253_402_300_799
 _HEALTH = "appium_last_health_check"
@@ -101,7 +100,7 @@ class VncInstance:
         if "id" not in d:
             raise InvalidVncFile(f"{where}: the key \"id\" is missing")
         n = d["id"]
-        if type(n) is not int or not -_INT32 <= n < _INT32:
+        if not is_int32(n):
             raise InvalidVncFile(f"{where}: id must be a 32-bit integer, got {json_type(n)} {str(n)[:40]!r}")
         where = f"{where} (id {n})"
         inst = cls(id=n, absent=tuple(k for k in INSTANCE_KEYS if k != "id" and k not in d))
@@ -115,7 +114,7 @@ class VncInstance:
             elif v is None:
                 pass
             elif key in _INT_KEYS:
-                if type(v) is not int or not -_INT32 <= v < _INT32:
+                if not is_int32(v):
                     raise _wrong(where, key, "a 32-bit integer", v)
                 setattr(inst, key, v)
             elif key in _STR_KEYS:

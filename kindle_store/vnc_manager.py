@@ -11,7 +11,7 @@ from ._values import check_storable
 from .errors import InvalidProfile
 from .settings import truthy
 
-__all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "check_emulator_id", "is_slot_id", "new_instance",
+__all__ = ["INSTANCE_KEYS", "Instance", "VNCInstanceManager", "check_emulator_id", "is_int32", "new_instance",
            "ports_for"]
 
 Instance = dict[str, Any]
@@ -48,8 +48,8 @@ def ports_for(n: int) -> dict[str, int]:
     }
 
 
-def is_slot_id(n: Any) -> bool:
-    """Whether a slot can have the id `n`: a 32-bit int (True and 1.0 are no ids, though they equal 1)."""
+def is_int32(n: Any) -> bool:
+    """Whether a slot's id or port can be `n`: a 32-bit int (True and 1.0 are none, though they equal 1)."""
     return type(n) is int and -(2**31) <= n < 2**31
 
 

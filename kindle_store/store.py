@@ -65,6 +65,38 @@ def _json_dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+class _Retry:
+    """The retry rules of Store.call and Store.enter, applied to each failed attempt in turn."""
+
+    def __init__(self, store: Store, idempotent: bool) -> None:
+        self.store = store
+        self.attempt = 0
+        self.lost_retry = idempotent
+        self.delay = 0.005
+
+    def after(self, e: BaseException) -> None:
+        """Return (after a backoff) if the attempt that raised `e` may be made again; else raise what the caller
+        is told: `e` itself, or the KindleStoreError it stands for."""
+        self.attempt += 1
+        if isinstance(e, ROLLED_BACK):
+            if self.attempt == RETRY_ATTEMPTS:
+                raise e
+            logger.info("statement rolled back by the server (attempt %d), retrying", self.attempt)
+        elif isinstance(e, (OperationalError, InternalError)):
+            mine = self.store._failure(e)
+            if mine is None:
+                raise e  # an error on a live session (lock timeout...): not a lost connection
+            if not (self.lost_retry and isinstance(mine, ConnectionLost)):
+                raise mine from e
+            self.lost_retry = False
+            logger.info("connection lost, retrying once on a fresh connection")
+            self.store.pool.check()  # drop every broken idle connection before trying again
+        else:
+            raise e
+        time.sleep(self.delay * (1 + random.random()))
+        self.delay *= 2
+
+
 class PooledConnection(QueryConnection):
     """A connection of the Store's pool."""
 
@@ -155,6 +187,39 @@ class Store:
         assert self._pool is not None
         return self._pool
 
+    def _getconn(self) -> tuple[ConnectionPool[PooledConnection], PooledConnection]:
+        """(the pool, a connection of it), or PoolTimeout naming the settings to change."""
+        pool = self.pool
+        try:
+            return pool, pool.getconn()
+        except psycopg_pool.PoolTimeout as e:
+            raise PoolTimeout(
+                f"no free connection within {self.settings.timeout:g} s (KINDLE_POOL_TIMEOUT; pool max "
+                f"{self.settings.max_size}, KINDLE_POOL_MAX) on {mask_url(self.settings.database_url)}") from e
+
+    @staticmethod
+    def _putconn(pool: ConnectionPool[PooledConnection], conn: PooledConnection) -> None:
+        # Stamped here rather than in a pool `reset` callback: with one, psycopg_pool returns every
+        # connection through its worker thread, which costs a thread switch per call.
+        conn.returned_at = time.monotonic()
+        pool.putconn(conn)
+
+    @staticmethod
+    def _put_failed(pool: ConnectionPool[PooledConnection], conn: PooledConnection, e: BaseException) -> None:
+        """Give back a connection whose user raised `e`: rolled back, or closed if the protocol went astray."""
+        if isinstance(e, IndexError) and _raised_in_psycopg(e):
+            # psycopg lost count of its pipeline's results (a pooler passed on a killed server's FATAL where
+            # none was due): the session is unusable, so this is a lost connection, never handed out again
+            conn.close()
+            pool.putconn(conn)
+            raise OperationalError(f"the connection broke mid-protocol (IndexError: {e})") from e
+        if not conn.closed:
+            try:
+                conn.rollback()
+            except Exception as e2:
+                logger.debug("error ignored in rollback after %r: %r", e, e2)
+        pool.putconn(conn)
+
     @contextmanager
     def _checkout(self, autocommit: bool) -> Iterator[Connection[Any]]:
         """A connection of the pool in the mode asked for; a transaction commits at the end or rolls back.
@@ -163,13 +228,7 @@ class Store:
         not used: each of its steps (a commit on an idle connection, a mode switch) costs a few microseconds of
         psycopg's machinery, a noticeable share of a one-statement call.
         """
-        pool = self.pool
-        try:
-            conn = pool.getconn()
-        except psycopg_pool.PoolTimeout as e:
-            raise PoolTimeout(
-                f"no free connection within {self.settings.timeout:g} s (KINDLE_POOL_TIMEOUT; pool max "
-                f"{self.settings.max_size}, KINDLE_POOL_MAX) on {mask_url(self.settings.database_url)}") from e
+        pool, conn = self._getconn()
         try:
             if conn.autocommit is not autocommit:
                 conn.autocommit = autocommit
@@ -177,23 +236,9 @@ class Store:
             if not autocommit:
                 conn.commit()
         except BaseException as e:
-            if isinstance(e, IndexError) and _raised_in_psycopg(e):
-                # psycopg lost count of its pipeline's results (a pooler passed on a killed server's FATAL where
-                # none was due): the session is unusable, so this is a lost connection, never handed out again
-                conn.close()
-                pool.putconn(conn)
-                raise OperationalError(f"the connection broke mid-protocol (IndexError: {e})") from e
-            if not conn.closed:
-                try:
-                    conn.rollback()
-                except Exception as e2:
-                    logger.debug("error ignored in rollback after %r: %r", e, e2)
-            pool.putconn(conn)
+            self._put_failed(pool, conn, e)
             raise
-        # Stamped here rather than in a pool `reset` callback: with one, psycopg_pool returns every
-        # connection through its worker thread, which costs a thread switch per call.
-        conn.returned_at = time.monotonic()
-        pool.putconn(conn)
+        self._putconn(pool, conn)
 
     def connection(self) -> AbstractContextManager[Connection[Any]]:
         """A connection in a transaction: committed when the block ends, rolled back if it raises."""
@@ -211,41 +256,39 @@ class Store:
         only an `idempotent` call is run once more, on a fresh connection; otherwise ConnectionLost is raised.
         A statement timeout raises StatementTimeout and is never retried.
         """
-        def once(_: ExitStack) -> T:
-            with self._checkout(autocommit=not transaction) as conn:
-                return fn(conn)
-
-        return self.enter(once, idempotent=idempotent)[0]
+        # _checkout written out, without a generator or an ExitStack: this is the path of every manager call,
+        # and between the application's own work (cold caches) each layer of it showed in the benchmark
+        autocommit = not transaction
+        retry = _Retry(self, idempotent)
+        while True:
+            pool, conn = self._getconn()
+            try:
+                if conn.autocommit is not autocommit:
+                    conn.autocommit = autocommit
+                result = fn(conn)
+                if transaction:
+                    conn.commit()
+            except BaseException as e:
+                try:
+                    self._put_failed(pool, conn, e)
+                except BaseException as lost:
+                    retry.after(lost)
+                else:
+                    retry.after(e)
+                continue
+            self._putconn(pool, conn)
+            return result
 
     def enter(self, opener: Callable[[ExitStack], T], *, idempotent: bool) -> tuple[T, ExitStack]:
         """Run `opener` with a fresh ExitStack under call()'s retry rules; the caller closes the stack."""
-        delay = 0.005
-        lost_retry = idempotent
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
+        retry = _Retry(self, idempotent)
+        while True:
             stack = ExitStack()
             try:
                 return opener(stack), stack
-            except ROLLED_BACK as e:
-                _unwind(stack, e)
-                if attempt == RETRY_ATTEMPTS:
-                    raise
-                logger.info("statement rolled back by the server (attempt %d), retrying", attempt)
-            except (OperationalError, InternalError) as e:
-                _unwind(stack, e)
-                mine = self._failure(e)
-                if mine is None:
-                    raise  # an error on a live session (lock timeout...): not a lost connection
-                if not (lost_retry and isinstance(mine, ConnectionLost)):
-                    raise mine from e
-                lost_retry = False
-                logger.info("connection lost, retrying once on a fresh connection")
-                self.pool.check()  # drop every broken idle connection before trying again
             except BaseException as e:
                 _unwind(stack, e)
-                raise
-            time.sleep(delay * (1 + random.random()))
-            delay *= 2
-        raise AssertionError("unreachable")
+                retry.after(e)
 
     def _failure(self, e: OperationalError | InternalError) -> KindleStoreError | None:
         """The error of ours `e` stands for: StatementTimeout, ConnectionLost, or None (let `e` through)."""

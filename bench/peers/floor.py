@@ -1,12 +1,12 @@
 """The floor: the least work PostgreSQL allows from Python for each operation.
 
 Raw psycopg on one connection opened beforehand (autocommit, no pool), one prepared statement per operation
-(two, in one transaction, for the locked increment: `increment` locks and reads the counter alone,
-`increment_profile` the whole profile, as edit_profile must), parameters by position, and the raw tuples back: no
-validation, no conversion. Each write has the same effect on the tables as kindle_store's (typed column, the
-key's override dropped from `extra`, version and updated_at bumped), so the ratio shows the client's cost and
-the server work kindle_store's statements add: the test that skips a write changing nothing, and the fallback
-that tells an unknown email from an unchanged profile.
+(two, in one transaction, for edit_profile's increment: `increment_profile` locks and reads the whole profile,
+as edit_profile must hand it to its block; `increment`, shown beside it, the counter alone), parameters by
+position, and the raw tuples back: no validation, no conversion. Each write has the same effect on the tables as
+kindle_store's (typed column, the key's override dropped from `extra`, version and updated_at bumped), so the
+ratio shows the client's cost and the server work kindle_store's statements add: the test that skips a write
+changing nothing, and the fallback that tells an unknown email from an unchanged profile.
 
 `copy_import` is the import floor: binary COPY of rows already built in memory straight into the six tables.
 """

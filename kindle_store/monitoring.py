@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import orjson
 
 from .connecting import connect
-from .errors import ConnectFailed
+from .errors import ConnectFailed, SchemaBehind
 from .migrate import state
 from .queries import queries
 from .settings import Settings, mask_url
@@ -90,6 +90,10 @@ def _collect(store: Store) -> dict[str, Any]:
         def run(name: str, **params: Any) -> Any:
             return Q[name].run(conn, store.schema, params, dicts=True)
 
+        if not Q["schema_exists"].run(conn, store.schema, {"schema_name": store.schema}):
+            # empty tables would read as an idle schema; a KINDLE_SCHEMA that names none is a mistake to show
+            raise SchemaBehind(f"schema {store.schema!r} does not exist in database {conn.info.dbname!r}: "
+                               "check KINDLE_SCHEMA, or run kindle-store migrate")
         return {
             "server": {**run("server_version"), "schema": store.schema},
             "connections": run("connections_by_state"),
@@ -194,7 +198,8 @@ def _render(data: Mapping[str, Any], out: TextIO) -> None:
 
 
 def stats(store: Store, *, as_json: bool, out: TextIO) -> int:
-    """Print connections, active queries, table and index statistics and the pool's own; 0."""
+    """Print connections, active queries, table and index statistics and the pool's own; 0. SchemaBehind if the
+    schema does not exist."""
     data = _collect(store)
     if as_json:
         print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(), file=out)

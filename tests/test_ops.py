@@ -122,6 +122,13 @@ def test_stats_json_has_every_section(kindle_cli: KindleCli) -> None:
     assert {"pool_min", "pool_max", "pool_size"} <= set(data["pool"])
 
 
+def test_stats_on_a_schema_that_does_not_exist_is_an_error_naming_it(kindle_cli: KindleCli) -> None:
+    code, out, err = kindle_cli("stats", env={"KINDLE_SCHEMA": "kindle_no_such_schema"})
+    assert code == 1
+    assert out == ""
+    assert "'kindle_no_such_schema' does not exist" in err and "KINDLE_SCHEMA" in err
+
+
 def test_stats_json_counts_inserts(kindle_cli: KindleCli, store: Store) -> None:
     def inserted() -> int:
         return int(next(t["n_tup_ins"] for t in stats_json(kindle_cli)["tables"] if t["table"] == "users"))

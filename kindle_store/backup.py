@@ -171,11 +171,13 @@ def _tables_with_rows(conn: psycopg.Connection[TupleRow], schema: str) -> list[s
     ]
 
 
-def restore(settings: Settings, file: Path, *, clean: bool, out: TextIO) -> int:
+def restore(settings: Settings, file: Path, *, clean: bool, out: TextIO, no_owner: bool = False) -> int:
     """pg_restore a dump of the schema, all or nothing; RestoreRefused if the schema holds data and not `clean`.
 
     The existing schema is renamed aside, the dump restored in one transaction, and the old schema dropped
-    only then; if pg_restore fails, the old schema is renamed back and the database is as it was.
+    only then; if pg_restore fails, the old schema is renamed back and the database is as it was. With
+    `no_owner` (another server, whose roles may differ) the objects belong to the user restoring and the dump's
+    grants are left out.
     """
     schema = settings.schema
     if not file.is_file():
@@ -199,7 +201,8 @@ def restore(settings: Settings, file: Path, *, clean: bool, out: TextIO) -> int:
             aside = f"{schema[:40]}_pre_restore_{secrets.token_hex(4)}"
             conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(schema), sql.Identifier(aside)))
         try:
-            _run(tool, ["--single-transaction", "--exit-on-error", str(file)], settings)
+            roles = ["--no-owner", "--no-privileges"] if no_owner else []
+            _run(tool, ["--single-transaction", "--exit-on-error", *roles, str(file)], settings)
         except BaseException:
             if aside is not None:
                 conn.execute(

@@ -162,7 +162,7 @@ def cmd_restore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .ops import restore
 
     settings, _server = settings_from_env(err)
-    return restore(settings, Path(args.file), clean=args.clean, out=out)
+    return restore(settings, Path(args.file), clean=args.clean, no_owner=args.no_owner, out=out)
 
 
 def cmd_grant(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restore", cmd_restore, "restore a dump made by backup into the configured database")
     p.add_argument("file", help="the dump file")
     p.add_argument("--clean", action="store_true", help="replace a schema that already holds data")
+    p.add_argument("--no-owner", action="store_true",
+                   help="onto another server: owned by the user restoring, the dump's grants left out")
     p = add("grant", cmd_grant, "set up an owner role and a least-privilege application role")
     p.add_argument("--app-role", required=True, help="the application's login role")
     p.add_argument("--owner-role", help="the role owning the schema (migrations); default: the current user")

@@ -318,6 +318,47 @@ def test_restore_refuses_a_schema_with_data(kindle_cli: KindleCli, store: Store,
     assert (1, True, after) == (code, "already holds data (in " in err and "--clean" in err, docs(store))
 
 
+def test_restore_no_owner_onto_a_server_without_the_dumps_roles(kindle_cli: KindleCli, database_url: str,
+                                                                tmp_path: Path) -> None:
+    """A dump whose objects belong to a role the target lacks fails whole (nothing changed); --no-owner restores
+    it owned by the user restoring, the grants to the missing roles left out."""
+    tag = uuid.uuid4().hex[:8]
+    schema, owner, app = f"kindle_ops_move_{tag}", f"kindle_ops_gone_{tag}", f"kindle_ops_gone_app_{tag}"
+    env = {"KINDLE_SCHEMA": schema}
+    users = sql.Identifier(schema, "users")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(app)))
+        try:
+            assert kindle_cli("migrate", env=env)[0] == 0
+            conn.execute(sql.SQL("INSERT INTO {} (email) VALUES ('moved@x')").format(users))
+            assert kindle_cli("grant", "--app-role", app, "--owner-role", owner, env=env)[0] == 0
+            path = tmp_path / "move.dump"
+            assert kindle_cli("backup", "-o", str(path), env=env)[0] == 0
+            for role in (owner, app):  # as on a server that never had them
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("UPDATE {} SET avd_name = 'changed since'").format(users))
+
+            code, _, err = kindle_cli("restore", str(path), "--clean", env=env)
+            assert (1, True) == (code, f'role "{owner}" does not exist' in err)
+            assert conn.execute(sql.SQL("SELECT avd_name FROM {}").format(users)).fetchall() == [("changed since",)]
+
+            code, out, _ = kindle_cli("restore", str(path), "--clean", "--no-owner", env=env)
+            assert (0, f"restored {path} into schema {schema}: 1 profiles\n") == (code, out)
+            assert conn.execute(sql.SQL("SELECT avd_name FROM {}").format(users)).fetchall() == [(None,)]
+            owners = conn.execute("SELECT DISTINCT tableowner = current_user FROM pg_tables WHERE schemaname = %s",
+                                  [schema]).fetchall()
+            assert owners == [(True,)]
+        finally:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            for role in (owner, app):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+                    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 def test_restore_refuses_a_file_that_is_no_dump(kindle_cli: KindleCli, tmp_path: Path) -> None:
     (tmp_path / "x.dump").write_text("not a dump")
     code, _, err = kindle_cli("restore", str(tmp_path / "x.dump"))

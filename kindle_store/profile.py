@@ -117,7 +117,8 @@ def encode(kind: Kind, v: Any, where: str, strict: bool = True, depth: int = DEP
         if (kind is _EPOCH or kind is _EPOCH_OR_ISO) and t is int:
             return _epoch(v, where), True
         if (kind is _ISO or kind is _EPOCH_OR_ISO) and t is str:
-            check_value(v, where)
+            # no storable check first: a string that parses as ISO-8601 holds no NUL and no lone surrogate (one
+            # that does not parse is checked below when kept as written)
             dt, written_back = _parse_iso(v, where)
             return dt, kind is _ISO and written_back
     except InvalidProfile:

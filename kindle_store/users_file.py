@@ -54,11 +54,11 @@ _KNOWN_TOP = frozenset({*Profile.specs(), *SECTIONS, "preferences"})
 
 def _extra_keys(p: Profile) -> int:
     """How many keys outside DESIGN §2 the profile holds, at the top level and in its sections."""
-    n = sum(1 for k in p.extra if k not in _KNOWN_TOP)
+    n = len(p.extra.keys() - _KNOWN_TOP)
     for name in SECTIONS:
         s: Section | None = getattr(p, name)
-        if s is not None:
-            n += sum(1 for k in s.extra if k not in s.specs())
+        if s is not None and s.extra:
+            n += len(s.extra.keys() - s.specs().keys())
     return n
 
 

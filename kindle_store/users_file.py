@@ -102,8 +102,10 @@ def _types(row: type[Profile] | type[Section]) -> list[str]:
 
 #: The column types of each COPY, in its column order: binary COPY sends each value in the type's own binary
 #: form (no text to escape on our side, none to parse on the server's), so it must name them.
+_USERS_TYPES = ["int8", "text", *_types(Profile), "bool"]
 COPY_TYPES = {
-    "copy_stage": ["int4", "int8", "text", *_types(Profile), "bool"],
+    "copy_users": _USERS_TYPES,
+    "copy_stage": _USERS_TYPES,
     **{f"copy_{name}": ["int8", *_types(cls)] for name, cls in SECTIONS.items()},
     "copy_preferences": ["int8", "text", "json"],
 }
@@ -135,21 +137,25 @@ def _copy(conn: Connection[Any], schema: str, name: str, rows: Iterable[tuple[An
             copy.write_row(row)
 
 
-def _write(conn: Connection[Any], schema: str, changes: list[tuple[int, int, Profile, Profile | None]]) -> None:
-    """Upsert the users rows of the (position, id, new, old) changes through the stage; then, for each section and
-    the preferences, delete the rows a changed profile replaces or drops and COPY in the new ones."""
-    Q["create_stage"].run(conn, schema)
-    users = (
-        (position, user_id, new.email, *_USERS_COLUMNS(new), new.extra, new.preferences is not None)
-        for position, user_id, new, _ in changes
-    )
-    _copy(conn, schema, "copy_stage", users)
-    Q["upsert_users"].run(conn, schema)
+def _write(conn: Connection[Any], schema: str, changes: list[tuple[int, Profile, Profile | None]]) -> None:
+    """Store the (id, new, old) changes: a new profile's users row is COPYed in, a changed one's rewritten from a
+    staging table; then, for each section and the preferences, delete the rows a changed profile replaces or drops
+    and COPY in the new ones."""
+    def users(created: bool) -> Iterator[tuple[Any, ...]]:
+        for user_id, new, old in changes:
+            if (old is None) is created:
+                yield user_id, new.email, *_USERS_COLUMNS(new), new.extra, new.preferences is not None
+
+    _copy(conn, schema, "copy_users", users(created=True))
+    if any(old is not None for _, _, old in changes):
+        Q["create_stage"].run(conn, schema)
+        _copy(conn, schema, "copy_stage", users(created=False))
+        Q["update_users"].run(conn, schema)
     for name in (*SECTIONS, "preferences"):
         # a new profile's parts all go in, uncompared; a changed profile's only those that differ (type-exact)
         rewrite = [
             (uid, new, old)
-            for _, uid, new, old in changes
+            for uid, new, old in changes
             if old is None or not same_json(_part(old, name), _part(new, name))
         ]
         stale = [uid for uid, _, old in rewrite if old is not None]
@@ -220,26 +226,25 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
         found = Q["existing_profiles"].run(conn, schema, {"emails": list(doc)}, dicts=True)
         old = {r["file_email"]: Profile.from_row(r) for r in found}
         kept = int(Q["count_profiles"].run(conn, schema)) - len(old)
-        changes: list[tuple[int, Profile, Profile | None]] = []
+        changes: list[tuple[Profile, Profile | None]] = []
         progress = _Progress(err, "comparing", len(profiles))
-        for position, (new, body) in enumerate(profiles):
+        for new, body in profiles:
             before = old.get(new.email)
             if before is None:
                 created.append(new.email)
-                changes.append((position, new, None))
+                changes.append((new, None))
             elif before.email != new.email or not same_json(before.to_dict(), body):
                 updated.append(new.email)
-                changes.append((position, new, before))
+                changes.append((new, before))
             progress.step()
         if changes and not dry_run:
             fresh = iter(
                 Q["reserve_ids"].run(conn, schema, {"schema_name": schema, "n": len(created)}) if created else ()
             )
-            stage = []
-            for position, new, before in changes:
-                user_id: int = next(fresh)[0] if before is None or before.id is None else before.id
-                stage.append((position, user_id, new, before))
-            _write(conn, schema, stage)
+            _write(conn, schema, [
+                (next(fresh)[0] if before is None or before.id is None else before.id, new, before)
+                for new, before in changes
+            ])
         else:
             conn.rollback()
     prefix = "dry run: " if dry_run else ""

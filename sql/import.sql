@@ -35,60 +35,56 @@ SELECT f.email AS file_email, p.*
   JOIN {schema}.profile_rows AS p ON lower(p.email) = lower(f.email)
 
 -- name: reserve_ids(schema_name, n) :many
--- n fresh ids for new profiles, from the users identity sequence, so the staged rows carry their ids.
+-- n fresh ids for new profiles, from the users identity sequence, so the rows COPYed in carry their ids.
 SELECT nextval(pg_get_serial_sequence(format('%I.users', CAST(:schema_name AS text)), 'id'))
   FROM generate_series(1, :n)
 
--- name: create_stage() :affected
--- The staging table for one import: users rows (the columns and types of users, no constraints), each with its
--- place in the file; gone at the end of the transaction.
-CREATE TEMPORARY TABLE kindle_import_stage ON COMMIT DROP AS
-SELECT CAST(0 AS integer) AS ord, u.*
-  FROM {schema}.users AS u
-  WITH NO DATA
-
--- name: copy_stage() :affected
--- COPY (binary format) of the staged users rows: file order, id, email, the typed columns, extra, has_preferences.
-COPY pg_temp.kindle_import_stage (
-       ord, id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
+-- name: copy_users() :affected
+-- COPY (binary format) of the new profiles' users rows, with their reserved ids, in file order: id, email, the
+-- typed columns, extra, has_preferences.
+COPY {schema}.users (
+       id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
        android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date, cold_storage_date,
        last_snapshot_timestamp, was_running_at_restart, styles_updated, created_from_seed_clone,
        post_boot_randomized, needs_device_randomization, cold_storage_dry_run, vnc_instance, extra,
        has_preferences)
 FROM STDIN (FORMAT BINARY)
 
--- name: upsert_users() :affected
--- Create the new profiles (with their reserved ids, in file order) and rewrite the changed ones, bumping
--- version and updated_at.
-INSERT INTO {schema}.users AS u (
+-- name: create_stage() :affected
+-- The staging table for the changed profiles of one import: users rows (the columns and types of users, no
+-- constraints); gone at the end of the transaction.
+CREATE TEMPORARY TABLE kindle_import_stage ON COMMIT DROP AS
+SELECT u.*
+  FROM {schema}.users AS u
+  WITH NO DATA
+
+-- name: copy_stage() :affected
+-- COPY (binary format) of the changed profiles' users rows, as copy_users sends them.
+COPY pg_temp.kindle_import_stage (
        id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
-       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
-       cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
-       created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
-       vnc_instance, has_preferences, extra)
-OVERRIDING SYSTEM VALUE
-SELECT id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
-       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
-       cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
-       created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
-       vnc_instance, has_preferences, extra
-  FROM pg_temp.kindle_import_stage
- ORDER BY ord
-ON CONFLICT (id) DO UPDATE
+       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date, cold_storage_date,
+       last_snapshot_timestamp, was_running_at_restart, styles_updated, created_from_seed_clone,
+       post_boot_randomized, needs_device_randomization, cold_storage_dry_run, vnc_instance, extra,
+       has_preferences)
+FROM STDIN (FORMAT BINARY)
+
+-- name: update_users() :affected
+-- Rewrite the changed profiles' users rows from the stage, bumping version and updated_at.
+UPDATE {schema}.users AS u
    SET (email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
         android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
         cold_storage_date, last_snapshot_timestamp, was_running_at_restart, styles_updated,
         created_from_seed_clone, post_boot_randomized, needs_device_randomization, cold_storage_dry_run,
         vnc_instance, has_preferences, extra)
-     = (EXCLUDED.email, EXCLUDED.inner_email, EXCLUDED.avd_name, EXCLUDED.timezone, EXCLUDED.last_snapshot,
-        EXCLUDED.kindle_version_name, EXCLUDED.kindle_version_code, EXCLUDED.android_version,
-        EXCLUDED.system_image, EXCLUDED.last_used, EXCLUDED.last_used_date, EXCLUDED.auth_date,
-        EXCLUDED.auth_failed_date, EXCLUDED.cold_storage_date, EXCLUDED.last_snapshot_timestamp,
-        EXCLUDED.was_running_at_restart, EXCLUDED.styles_updated, EXCLUDED.created_from_seed_clone,
-        EXCLUDED.post_boot_randomized, EXCLUDED.needs_device_randomization, EXCLUDED.cold_storage_dry_run,
-        EXCLUDED.vnc_instance, EXCLUDED.has_preferences, EXCLUDED.extra),
+     = (s.email, s.inner_email, s.avd_name, s.timezone, s.last_snapshot, s.kindle_version_name,
+        s.kindle_version_code, s.android_version, s.system_image, s.last_used, s.last_used_date, s.auth_date,
+        s.auth_failed_date, s.cold_storage_date, s.last_snapshot_timestamp, s.was_running_at_restart,
+        s.styles_updated, s.created_from_seed_clone, s.post_boot_randomized, s.needs_device_randomization,
+        s.cold_storage_dry_run, s.vnc_instance, s.has_preferences, s.extra),
        version = u.version + 1,
        updated_at = now()
+  FROM pg_temp.kindle_import_stage AS s
+ WHERE u.id = s.id
 
 -- name: delete_rows({table}, ids) :affected
 -- Remove the rows of these profiles from a section table or user_preferences: the parts a changed profile replaces

@@ -174,6 +174,23 @@ def test_newer_file_updates_exactly_the_profiles_that_differ(store: Store, tmp_p
         [x for x in lines if x.startswith("updated:")], lines[-1])
 
 
+def test_one_file_creates_some_profiles_and_updates_others(store: Store, tmp_path: Path) -> None:
+    docs = load(FULL)
+    new = ("carol@example.org", "dave@example.net")
+    run_import(store, write(tmp_path / "first.json", {e: d for e, d in docs.items() if e not in new}))
+    docs["frank@example.com"]["preferences"]["font"] = "Bookerly"
+    summary = run_import(store, write(tmp_path / "users.json", docs))[-1]
+    with store.connection() as c:
+        rows = c.execute(sql.SQL("SELECT email, id, version FROM {}").format(sql.Identifier(store.schema, "users")))
+        ids, versions = {}, {}
+        for email, user_id, version in rows:
+            ids[email], versions[email] = user_id, version
+    assert ("imported 6 profiles: 2 created, 1 updated, 3 unchanged", True) == (
+        summary, same_json(docs, exported(store)))
+    assert {**dict.fromkeys(docs, 1), "frank@example.com": 2} == versions
+    assert min(ids[e] for e in new) > max(ids[e] for e in docs if e not in new)
+
+
 def test_update_bumps_version_of_changed_profiles_only(store: Store, tmp_path: Path) -> None:
     run_import(store, FULL)
     docs = load(FULL)
@@ -216,7 +233,8 @@ def test_summary_counts_extra_keys(store: Store) -> None:
 
 
 COPY_COLUMNS = {
-    "copy_stage": ("ord", "id", "email", *Profile.columns(), "has_preferences"),
+    "copy_users": ("id", "email", *Profile.columns(), "has_preferences"),
+    "copy_stage": ("id", "email", *Profile.columns(), "has_preferences"),
     **{f"copy_{name}": ("user_id", *cls.columns()) for name, cls in SECTIONS.items()},
     "copy_preferences": ("user_id", "key", "value"),
 }
@@ -444,9 +462,9 @@ def test_cli_export_into_a_missing_directory_names_the_file_asked_for(kindle_cli
 # -- the SQL keeps up with the profile model ----------------------------------------------------------------
 
 
-def test_upsert_writes_every_users_column() -> None:
-    text = queries("import")["upsert_users"].text
-    missing = [c for c in ("email", "has_preferences", *Profile.columns()) if f"EXCLUDED.{c}" not in text]
+def test_the_update_from_the_stage_writes_every_users_column() -> None:
+    text = queries("import")["update_users"].text
+    missing = [c for c in ("email", "has_preferences", *Profile.columns()) if not re.search(rf"\bs\.{c}\b", text)]
     assert [] == missing
 
 

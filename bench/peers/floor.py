@@ -141,9 +141,8 @@ def copy_rows(docs: dict[str, dict[str, Any]]) -> CopyRows:
     return rows
 
 
-#: each table's column types for binary COPY, as kindle_store's import names them (its staging table's first
-#: column, the row's place in the file, is not the users table's)
-_TYPES = {"users": COPY_TYPES["copy_stage"][1:], "user_preferences": COPY_TYPES["copy_preferences"],
+#: each table's column types for binary COPY, as kindle_store's import names them
+_TYPES = {"users": COPY_TYPES["copy_users"], "user_preferences": COPY_TYPES["copy_preferences"],
           **{name: COPY_TYPES[f"copy_{name}"] for name in SECTIONS}}
 
 

@@ -91,6 +91,8 @@ def _validate(path: Path, doc: dict[str, Any], progress: _Progress) -> list[tupl
 
 # The typed columns of each table in the order the COPY statements of sql/import.sql name them (then `extra`).
 _USERS_COLUMNS = attrgetter(*Profile.columns()[:-1])
+#: the users columns of a row as users() in _write yields it (copy_users takes them in this order)
+_USERS_ROW = ("id", "email", *Profile.columns(), "has_preferences")
 _SECTION_COLUMNS = {name: attrgetter(*cls.columns()[:-1]) for name, cls in SECTIONS.items()}
 _PG_TYPES = {Kind.TEXT: "text", Kind.BOOL: "bool", Kind.INT: "int4", Kind.EPOCH: "timestamptz",
              Kind.EPOCH_OR_ISO: "timestamptz", Kind.ISO: "timestamptz"}
@@ -102,10 +104,8 @@ def _types(row: type[Profile] | type[Section]) -> list[str]:
 
 #: The column types of each COPY, in its column order: binary COPY sends each value in the type's own binary
 #: form (no text to escape on our side, none to parse on the server's), so it must name them.
-_USERS_TYPES = ["int8", "text", *_types(Profile), "bool"]
 COPY_TYPES = {
-    "copy_users": _USERS_TYPES,
-    "copy_stage": _USERS_TYPES,
+    "copy_users": ["int8", "text", *_types(Profile), "bool"],
     **{f"copy_{name}": ["int8", *_types(cls)] for name, cls in SECTIONS.items()},
     "copy_preferences": ["int8", "text", "json"],
 }
@@ -138,19 +138,18 @@ def _copy(conn: Connection[Any], schema: str, name: str, rows: Iterable[tuple[An
 
 
 def _write(conn: Connection[Any], schema: str, changes: list[tuple[int, Profile, Profile | None]]) -> None:
-    """Store the (id, new, old) changes: a new profile's users row is COPYed in, a changed one's rewritten from a
-    staging table; then, for each section and the preferences, delete the rows a changed profile replaces or drops
-    and COPY in the new ones."""
+    """Store the (id, new, old) changes: a new profile's users row is COPYed in, a changed one's rewritten by one
+    UPDATE; then, for each section and the preferences, delete the rows a changed profile replaces or drops and
+    COPY in the new ones."""
     def users(created: bool) -> Iterator[tuple[Any, ...]]:
         for user_id, new, old in changes:
             if (old is None) is created:
                 yield user_id, new.email, *_USERS_COLUMNS(new), new.extra, new.preferences is not None
 
     _copy(conn, schema, "copy_users", users(created=True))
-    if any(old is not None for _, _, old in changes):
-        Q["create_stage"].run(conn, schema)
-        _copy(conn, schema, "copy_stage", users(created=False))
-        Q["update_users"].run(conn, schema)
+    changed = [dict(zip(_USERS_ROW, row, strict=True)) for row in users(created=False)]
+    if changed:
+        Q["update_users"].run(conn, schema, {"users": Json(changed)})
     for name in (*SECTIONS, "preferences"):
         # a new profile's parts all go in, uncompared; a changed profile's only those that differ (type-exact)
         rewrite = [

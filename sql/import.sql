@@ -50,26 +50,9 @@ COPY {schema}.users (
        has_preferences)
 FROM STDIN (FORMAT BINARY)
 
--- name: create_stage() :affected
--- The staging table for the changed profiles of one import: users rows (the columns and types of users, no
--- constraints); gone at the end of the transaction.
-CREATE TEMPORARY TABLE kindle_import_stage ON COMMIT DROP AS
-SELECT u.*
-  FROM {schema}.users AS u
-  WITH NO DATA
-
--- name: copy_stage() :affected
--- COPY (binary format) of the changed profiles' users rows, as copy_users sends them.
-COPY pg_temp.kindle_import_stage (
-       id, email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
-       android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date, cold_storage_date,
-       last_snapshot_timestamp, was_running_at_restart, styles_updated, created_from_seed_clone,
-       post_boot_randomized, needs_device_randomization, cold_storage_dry_run, vnc_instance, extra,
-       has_preferences)
-FROM STDIN (FORMAT BINARY)
-
--- name: update_users() :affected
--- Rewrite the changed profiles' users rows from the stage, bumping version and updated_at.
+-- name: update_users(users) :affected
+-- Rewrite the changed profiles' users rows, given as a JSON array of users rows (each an object by column name),
+-- bumping version and updated_at.
 UPDATE {schema}.users AS u
    SET (email, inner_email, avd_name, timezone, last_snapshot, kindle_version_name, kindle_version_code,
         android_version, system_image, last_used, last_used_date, auth_date, auth_failed_date,
@@ -83,7 +66,7 @@ UPDATE {schema}.users AS u
         s.cold_storage_dry_run, s.vnc_instance, s.has_preferences, s.extra),
        version = u.version + 1,
        updated_at = now()
-  FROM pg_temp.kindle_import_stage AS s
+  FROM json_populate_recordset(CAST(NULL AS {schema}.users), :users) AS s
  WHERE u.id = s.id
 
 -- name: delete_rows({table}, ids) :affected

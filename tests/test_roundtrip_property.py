@@ -99,3 +99,21 @@ def test_documents_read_are_to_dict(store: Store, tmp_path: Path, users: dict[st
             assert orjson.dumps(typed.to_dict()) == orjson.dumps(store.profiles.get_document(c, email))
         by_email = {p.email: orjson.dumps(p.to_dict()) for p in store.profiles.all(c)}
         assert by_email == {e: orjson.dumps(d) for e, d in store.profiles.all_documents(c).items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=USERS, second=st.lists(PROFILE, min_size=4, max_size=4))
+def test_export_of_an_import_over_other_profiles_is_the_file(store: Store, tmp_path: Path, first: dict[str, Any],
+                                                             second: list[dict[str, Any]]) -> None:
+    """The same emails imported again with other profiles: the changed ones are rewritten (the update path,
+    not the COPY of new rows) and come back exactly as the second file has them."""
+    empty(store)
+    path = tmp_path / "users.json"
+    path.write_bytes(orjson.dumps(first))
+    summary(store, path)
+    users = dict(zip(first, second, strict=False))
+    path.write_bytes(orjson.dumps(users))
+    summary(store, path)
+    n = len(users)
+    assert (True, f"imported {n} profiles: 0 created, 0 updated, {n} unchanged") == (
+        same_json(users, dict(export_documents(store))), summary(store, path))

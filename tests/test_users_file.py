@@ -234,7 +234,6 @@ def test_summary_counts_extra_keys(store: Store) -> None:
 
 COPY_COLUMNS = {
     "copy_users": ("id", "email", *Profile.columns(), "has_preferences"),
-    "copy_stage": ("id", "email", *Profile.columns(), "has_preferences"),
     **{f"copy_{name}": ("user_id", *cls.columns()) for name, cls in SECTIONS.items()},
     "copy_preferences": ("user_id", "key", "value"),
 }
@@ -462,7 +461,7 @@ def test_cli_export_into_a_missing_directory_names_the_file_asked_for(kindle_cli
 # -- the SQL keeps up with the profile model ----------------------------------------------------------------
 
 
-def test_the_update_from_the_stage_writes_every_users_column() -> None:
+def test_the_update_of_changed_profiles_writes_every_users_column() -> None:
     text = queries("import")["update_users"].text
     missing = [c for c in ("email", "has_preferences", *Profile.columns()) if not re.search(rf"\bs\.{c}\b", text)]
     assert [] == missing

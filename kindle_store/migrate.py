@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ._paths import MIGRATIONS_DIR
 from .errors import SchemaBehind
+from .queries import queries
 from .settings import Settings
 
 __all__ = ["YOYO_TABLES", "MigrationState", "migrate", "migration_ids", "require_current", "rollback", "state"]
@@ -25,7 +26,7 @@ YOYO_TABLES = re.compile(r"_yoyo_.*|yoyo_lock")
 
 _LOCK_SQL = "SELECT pg_advisory_lock(hashtext('kindle_store.migrate:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('kindle_store.migrate:' || %s))"
-_SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s)"
+_EXISTS = queries("monitoring")["schema_exists"]
 
 
 def migration_ids() -> list[str]:
@@ -90,7 +91,7 @@ def _run_yoyo(settings: Settings, action: str) -> list[str]:
         # A session-level advisory lock: a second applier waits here; a killed one's lock dies with its session.
         lock_conn.execute(_LOCK_SQL, [settings.schema])
         try:
-            if action != "apply" and lock_conn.execute(_SCHEMA_EXISTS_SQL, [settings.schema]).fetchone() != (True,):
+            if action != "apply" and not _EXISTS.run(lock_conn, settings.schema, {"schema_name": settings.schema}):
                 logger.info("%s: schema %s does not exist, nothing to do", action, settings.schema)
                 return []  # creating it (and yoyo's tables) to roll back nothing would leave a stray schema
             lock_conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.schema)))

@@ -206,19 +206,18 @@ def import_file(store: Store, path: Path, *, dry_run: bool, backup: bool, out: T
     data = path.read_bytes()
     doc = load_users(path, data)
     profiles = _validate(path, doc, _Progress(err, "validating", len(doc)))
-    with store.connection() as conn:
-        require_current(conn, store.schema)
-        # Beyond ASCII, lower() follows the database's collation, not Python's: two emails _validate keeps apart may
-        # be one to the unique index on lower(email), which would refuse the import half-way through
-        if not all(email.isascii() for email in doc):
-            same = Q["same_email"].run(conn, store.schema, {"emails": list(doc)})
-            if same is not None:
-                raise _two_spellings(path, *same)
-    backed_up = write_backup(path, data) if backup and not dry_run else None
     schema = store.schema
     created: list[str] = []
     updated: list[str] = []
     with store.connection() as conn:
+        require_current(conn, schema)
+        # Beyond ASCII, lower() follows the database's collation, not Python's: two emails _validate keeps apart may
+        # be one to the unique index on lower(email), which would refuse the import half-way through
+        if not all(email.isascii() for email in doc):
+            same = Q["same_email"].run(conn, schema, {"emails": list(doc)})
+            if same is not None:
+                raise _two_spellings(path, *same)
+        backed_up = write_backup(path, data) if backup and not dry_run else None  # before anything is written
         if not dry_run:
             Q["lock_users"].run(conn, schema)
         Q["no_jit"].run(conn, schema)

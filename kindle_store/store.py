@@ -259,7 +259,7 @@ class Store:
         # _checkout written out, without a generator or an ExitStack: this is the path of every manager call
         # (about 18,000 fewer client instructions per call, counted with callgrind)
         autocommit = not transaction
-        retry = _Retry(self, idempotent)
+        retry: _Retry | None = None  # made at the first failure: most calls have none
         while True:
             pool, conn = self._getconn()
             try:
@@ -269,6 +269,7 @@ class Store:
                 if transaction:
                     conn.commit()
             except BaseException as e:
+                retry = retry or _Retry(self, idempotent)
                 try:
                     self._put_failed(pool, conn, e)
                 except BaseException as lost:
